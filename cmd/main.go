@@ -27,15 +27,23 @@ func init() {
 
 func main() {
 	var (
-		metricsAddr      string
-		probeAddr        string
-		enableLeaderElec bool
+		metricsAddr       string
+		probeAddr         string
+		enableLeaderElec  bool
+		enableControllers bool
+		enableAPI         bool
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443",
 		"Address of the Prometheus metrics endpoint; 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the health probes.")
 	flag.BoolVar(&enableLeaderElec, "leader-elect", false,
 		"Elect a leader among replicas so that only one runs the controllers.")
+	flag.BoolVar(&enableControllers, "enable-controllers", true,
+		"Run the Instance controllers (leader-elected when --leader-elect is set).")
+	flag.BoolVar(&enableAPI, "enable-api", true,
+		"Serve the REST API (not leader-gated, so API replicas scale out).")
+	// Each part binds its own flags here.
+
 	zapOpts := zap.Options{Development: true}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -62,6 +70,13 @@ func main() {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		setupLog.Error(err, "failed to add the readiness check")
 		os.Exit(1)
+	}
+
+	if enableControllers {
+		// The controllers are set up here.
+	}
+	if enableAPI {
+		// The REST API is added here.
 	}
 
 	setupLog.Info("starting the manager")
