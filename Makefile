@@ -64,6 +64,16 @@ test: control-plane ## Run all tests on a real kube-apiserver (envtest).
 build: ## Build the manager binary.
 	go build -o $(LOCALBIN)/manager ./cmd
 
+.PHONY: run
+run: control-plane ## Run the whole product on this machine, in the foreground (Ctrl-C stops it).
+	go build -o $(LOCALBIN)/manager ./cmd
+	go build -o $(LOCALBIN)/devstack ./cmd/devstack
+	$(LOCALBIN)/devstack
+
+.PHONY: clean-dev
+clean-dev: ## Wipe the local stack's data (etcd, simulated cloud, kubeconfig, token) in bin/dev.
+	rm -rf $(LOCALBIN)/dev
+
 ##@ Deployment
 
 .PHONY: install

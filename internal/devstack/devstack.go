@@ -1,0 +1,377 @@
+package devstack
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
+	"github.com/k0rdent-ai/instance-operator/internal/testenv"
+)
+
+const (
+	// SampleNamespace serves region us-texas-1, project project-x9y8z7 (config/samples).
+	SampleNamespace = "us-texas-1-project-x9y8z7"
+	// SampleInstance is the seed's example instance.
+	SampleInstance = "instance-d4e5f6"
+	// DeployerServiceAccount is bound to compute.deployer in SampleNamespace;
+	// its token is written to <data dir>/token.
+	DeployerServiceAccount = "dev-deployer"
+	// ReadyLine is printed once everything is up; scripts and tests wait for it.
+	ReadyLine = "instance-operator is up"
+
+	tokenLifetime = 7 * 24 * time.Hour
+)
+
+// Options configure a Stack.
+type Options struct {
+	// Root is the module root: config/ is read from there.
+	Root string
+	// DataDir keeps etcd's data, the certificates, the simulated cloud's
+	// state, the kubeconfig, the token and the manager's log across runs.
+	DataDir string
+	// AssetsDir holds kube-apiserver, etcd and kubectl.
+	AssetsDir string
+	// ManagerPath is the manager binary.
+	ManagerPath string
+	// ManagerArgs are passed to the manager after the stack's own flags.
+	ManagerArgs []string
+	// APIAddress is where the REST API listens, host:port.
+	APIAddress string
+	// Log receives the progress lines.
+	Log io.Writer
+}
+
+// Stack is a running control plane and manager.
+type Stack struct {
+	opts       Options
+	env        *envtest.Environment
+	client     client.WithWatch
+	manager    *exec.Cmd
+	managerLog *os.File
+	managerErr chan error
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+
+	// Kubeconfig is the admin kubeconfig's path.
+	Kubeconfig string
+	// TokenFile holds the deployer's bearer token.
+	TokenFile string
+}
+
+func (s *Stack) logf(format string, args ...any) {
+	fmt.Fprintf(s.opts.Log, "==> "+format+"\n", args...)
+}
+
+// Start brings the stack up and returns once the REST API answers /readyz.
+func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
+	if opts.Log == nil {
+		opts.Log = io.Discard
+	}
+	s := &Stack{opts: opts, managerErr: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			_ = s.Stop()
+		}
+	}()
+	for _, dir := range []string{"etcd", "certs", "cloud"} {
+		if err := os.MkdirAll(filepath.Join(opts.DataDir, dir), 0o700); err != nil {
+			return nil, fmt.Errorf("failed to create the data directory: %w", err)
+		}
+	}
+
+	s.logf("starting etcd and kube-apiserver (data in %s)", opts.DataDir)
+	s.env = &envtest.Environment{
+		BinaryAssetsDirectory: opts.AssetsDir,
+		CRDDirectoryPaths:     []string{filepath.Join(opts.Root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	s.env.ControlPlane.Etcd = &envtest.Etcd{DataDir: filepath.Join(opts.DataDir, "etcd")}
+	s.env.ControlPlane.APIServer = &envtest.APIServer{CertDir: filepath.Join(opts.DataDir, "certs")}
+	cfg, err := s.env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("failed to start the control plane: %w", err)
+	}
+	s.logf("kube-apiserver is serving on %s; the Instance CRD is installed", cfg.Host)
+
+	if err := s.writeKubeconfig(); err != nil {
+		return nil, err
+	}
+	s.client, err = client.NewWithWatch(cfg, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		return nil, fmt.Errorf("failed to create a client: %w", err)
+	}
+	if err := s.applyConfig(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.writeDeployerToken(ctx, cfg); err != nil {
+		return nil, err
+	}
+	if err := s.startManager(); err != nil {
+		return nil, err
+	}
+	if err := s.waitForAPI(ctx); err != nil {
+		return nil, err
+	}
+
+	watchCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.reportTransitions(watchCtx)
+	}()
+	return s, nil
+}
+
+func (s *Stack) writeKubeconfig() error {
+	user, err := s.env.AddUser(envtest.User{Name: "dev-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return fmt.Errorf("failed to create the admin user: %w", err)
+	}
+	data, err := user.KubeConfig()
+	if err != nil {
+		return fmt.Errorf("failed to render the admin kubeconfig: %w", err)
+	}
+	s.Kubeconfig = filepath.Join(s.opts.DataDir, "kubeconfig")
+	if err := os.WriteFile(s.Kubeconfig, data, 0o600); err != nil {
+		return fmt.Errorf("failed to write the kubeconfig: %w", err)
+	}
+	s.logf("admin kubeconfig written to %s", s.Kubeconfig)
+	return nil
+}
+
+// kubectl runs the built kubectl with the admin kubeconfig.
+func (s *Stack) kubectl(args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(s.opts.AssetsDir, "kubectl"), append([]string{"--kubeconfig", s.Kubeconfig}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("failed to run kubectl %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// applyConfig installs the API's ClusterRoles and the samples with kubectl,
+// as an operator's user would.
+func (s *Stack) applyConfig(ctx context.Context) error {
+	roles, err := filepath.Glob(filepath.Join(s.opts.Root, "config", "rbac", "compute_*_role.yaml"))
+	if err != nil {
+		return err
+	}
+	sort.Strings(roles)
+	for _, role := range roles {
+		if _, err := s.kubectl("apply", "--server-side", "-f", role); err != nil {
+			return err
+		}
+	}
+	s.logf("installed the API's ClusterRoles (%d files from config/rbac)", len(roles))
+	if _, err := s.kubectl("apply", "--server-side", "-k", filepath.Join(s.opts.Root, "config", "samples")); err != nil {
+		return err
+	}
+	s.logf("applied config/samples: namespace %s and instance %s", SampleNamespace, SampleInstance)
+	return nil
+}
+
+// writeDeployerToken binds a service account to compute.deployer in the
+// sample namespace and writes a bearer token for it.
+func (s *Stack) writeDeployerToken(ctx context.Context, cfg *rest.Config) error {
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: DeployerServiceAccount, Namespace: SampleNamespace}}
+	if err := s.client.Create(ctx, sa); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("failed to create service account %s: %w", DeployerServiceAccount, err)
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: DeployerServiceAccount, Namespace: SampleNamespace},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "compute.deployer"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: DeployerServiceAccount, Namespace: SampleNamespace}},
+	}
+	if err := s.client.Create(ctx, binding); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("failed to bind %s to compute.deployer: %w", DeployerServiceAccount, err)
+	}
+	clientset, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	tr, err := clientset.CoreV1().ServiceAccounts(SampleNamespace).CreateToken(ctx, DeployerServiceAccount,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+			ExpirationSeconds: ptr.To(int64(tokenLifetime / time.Second)),
+		}}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("failed to request a token for %s: %w", DeployerServiceAccount, err)
+	}
+	s.TokenFile = filepath.Join(s.opts.DataDir, "token")
+	if err := os.WriteFile(s.TokenFile, []byte(tr.Status.Token), 0o600); err != nil {
+		return fmt.Errorf("failed to write the token: %w", err)
+	}
+	s.logf("bearer token of %s/%s (bound to compute.deployer) written to %s", SampleNamespace, DeployerServiceAccount, s.TokenFile)
+	return nil
+}
+
+func (s *Stack) startManager() error {
+	logPath := filepath.Join(s.opts.DataDir, "manager.log")
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("failed to open the manager's log: %w", err)
+	}
+	s.managerLog = f
+	args := append([]string{
+		"--metrics-bind-address=0",
+		"--health-probe-bind-address=0",
+		"--api-bind-address=" + s.opts.APIAddress,
+		"--provider=simulated",
+		"--sim-state-dir=" + filepath.Join(s.opts.DataDir, "cloud"),
+	}, s.opts.ManagerArgs...)
+	cmd := exec.Command(s.opts.ManagerPath, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+s.Kubeconfig)
+	cmd.Stdout, cmd.Stderr = f, f
+	// The manager dies with us even if we are killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("failed to start the manager %s: %w", s.opts.ManagerPath, err)
+	}
+	s.manager = cmd
+	go func() { s.managerErr <- cmd.Wait() }()
+	s.logf("manager started (pid %d, simulated cloud, log in %s)", cmd.Process.Pid, logPath)
+	return nil
+}
+
+// ManagerExited delivers the manager's exit if it stops on its own.
+func (s *Stack) ManagerExited() <-chan error { return s.managerErr }
+
+func (s *Stack) waitForAPI(ctx context.Context) error {
+	url := "http://" + s.opts.APIAddress + "/readyz"
+	deadline := time.NewTimer(90 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	httpClient := &http.Client{Timeout: time.Second}
+	for {
+		select {
+		case err := <-s.managerErr:
+			s.managerErr <- err
+			return fmt.Errorf("the manager exited before the API was ready (%v); its log ends:\n%s", err, s.ManagerLogTail(20))
+		case <-deadline.C:
+			return fmt.Errorf("the REST API did not become ready at %s; the manager's log ends:\n%s", url, s.ManagerLogTail(20))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+			resp, err := httpClient.Get(url)
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					s.logf("REST API ready on http://%s", s.opts.APIAddress)
+					return nil
+				}
+			}
+		}
+	}
+}
+
+// ManagerLogTail returns the last n lines of the manager's log.
+func (s *Stack) ManagerLogTail(n int) string {
+	data, err := os.ReadFile(filepath.Join(s.opts.DataDir, "manager.log"))
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// reportTransitions prints each instance's lifecycle changes, so a person
+// running the stack watches PROVISIONING, STAGING and RUNNING go by.
+func (s *Stack) reportTransitions(ctx context.Context) {
+	last := map[string]string{}
+	for ctx.Err() == nil {
+		w, err := s.client.Watch(ctx, &computev1alpha1.InstanceList{})
+		if err != nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		for ev := range w.ResultChan() {
+			inst, ok := ev.Object.(*computev1alpha1.Instance)
+			if !ok {
+				continue
+			}
+			key := inst.Namespace + "/" + inst.Name
+			status := string(inst.Status.Lifecycle.Status)
+			if ev.Type == "DELETED" {
+				status = "deleted"
+			}
+			if status == "" || last[key] == status {
+				continue
+			}
+			last[key] = status
+			line := fmt.Sprintf("instance %s: %s", key, status)
+			if msg := inst.Status.Lifecycle.StatusMessage; msg != "" && ev.Type != "DELETED" {
+				line += " (" + msg + ")"
+			}
+			s.logf("%s", line)
+		}
+		w.Stop()
+	}
+}
+
+// Stop stops the manager, then the control plane. Data stays in DataDir.
+func (s *Stack) Stop() error {
+	var errs []error
+	if s.cancel != nil {
+		s.cancel()
+	}
+	if s.manager != nil && s.manager.Process != nil {
+		_ = s.manager.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.managerErr:
+		case <-time.After(15 * time.Second):
+			_ = syscall.Kill(-s.manager.Process.Pid, syscall.SIGKILL)
+			<-s.managerErr
+		}
+		s.logf("manager stopped")
+	}
+	if s.managerLog != nil {
+		_ = s.managerLog.Close()
+	}
+	s.wg.Wait()
+	if s.env != nil && s.env.ControlPlane.APIServer != nil {
+		if err := s.env.Stop(); err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, fmt.Errorf("failed to stop the control plane: %w", err))
+		}
+		s.logf("kube-apiserver and etcd stopped")
+	}
+	return errors.Join(errs...)
+}
+
+// ReadToken reads a token file, trimmed.
+func ReadToken(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	return string(bytes.TrimSpace(data)), nil
+}
