@@ -62,6 +62,8 @@ type Options struct {
 	APIAddress string
 	// Log receives the progress lines.
 	Log io.Writer
+	// NoManager leaves the manager to a later StartManager call.
+	NoManager bool
 }
 
 // Stack is a running control plane and manager.
@@ -75,6 +77,8 @@ type Stack struct {
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
 
+	// Config is the admin's client configuration.
+	Config *rest.Config
 	// Kubeconfig is the admin kubeconfig's path.
 	Kubeconfig string
 	// TokenFile holds the deployer's bearer token.
@@ -114,6 +118,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to start the control plane: %w", err)
 	}
+	s.Config = cfg
 	s.logf("kube-apiserver is serving on %s; the Instance CRD is installed", cfg.Host)
 
 	if err := s.writeKubeconfig(); err != nil {
@@ -129,11 +134,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := s.writeDeployerToken(ctx, cfg); err != nil {
 		return nil, err
 	}
-	if err := s.startManager(); err != nil {
-		return nil, err
-	}
-	if err := s.waitForAPI(ctx); err != nil {
-		return nil, err
+	if !opts.NoManager {
+		if err := s.StartManager(ctx); err != nil {
+			return nil, err
+		}
 	}
 
 	watchCtx, cancel := context.WithCancel(context.Background())
@@ -228,9 +232,18 @@ func (s *Stack) writeDeployerToken(ctx context.Context, cfg *rest.Config) error 
 	return nil
 }
 
+// StartManager starts the manager and waits until its REST API is ready.
+func (s *Stack) StartManager(ctx context.Context) error {
+	if err := s.startManager(); err != nil {
+		return err
+	}
+	return s.waitForAPI(ctx)
+}
+
 func (s *Stack) startManager() error {
+	s.managerErr = make(chan error, 1)
 	logPath := filepath.Join(s.opts.DataDir, "manager.log")
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("failed to open the manager's log: %w", err)
 	}
@@ -255,6 +268,9 @@ func (s *Stack) startManager() error {
 	s.logf("manager started (pid %d, simulated cloud, log in %s)", cmd.Process.Pid, logPath)
 	return nil
 }
+
+// ManagerPID is the running manager's process id.
+func (s *Stack) ManagerPID() int { return s.manager.Process.Pid }
 
 // ManagerExited delivers the manager's exit if it stops on its own.
 func (s *Stack) ManagerExited() <-chan error { return s.managerErr }
@@ -338,12 +354,8 @@ func (s *Stack) reportTransitions(ctx context.Context) {
 	}
 }
 
-// Stop stops the manager, then the control plane. Data stays in DataDir.
-func (s *Stack) Stop() error {
-	var errs []error
-	if s.cancel != nil {
-		s.cancel()
-	}
+// StopManager stops the manager (SIGTERM, then SIGKILL after 15 seconds).
+func (s *Stack) StopManager() {
 	if s.manager != nil && s.manager.Process != nil {
 		_ = s.manager.Process.Signal(syscall.SIGTERM)
 		select {
@@ -352,11 +364,32 @@ func (s *Stack) Stop() error {
 			_ = syscall.Kill(-s.manager.Process.Pid, syscall.SIGKILL)
 			<-s.managerErr
 		}
+		s.manager = nil
 		s.logf("manager stopped")
 	}
 	if s.managerLog != nil {
 		_ = s.managerLog.Close()
+		s.managerLog = nil
 	}
+}
+
+// KillManager kills the manager with SIGKILL, as a crash would, and waits for it.
+func (s *Stack) KillManager() {
+	if s.manager != nil && s.manager.Process != nil {
+		_ = syscall.Kill(-s.manager.Process.Pid, syscall.SIGKILL)
+		<-s.managerErr
+		s.manager = nil
+		s.logf("manager killed")
+	}
+}
+
+// Stop stops the manager, then the control plane. Data stays in DataDir.
+func (s *Stack) Stop() error {
+	var errs []error
+	if s.cancel != nil {
+		s.cancel()
+	}
+	s.StopManager()
 	s.wg.Wait()
 	if s.env != nil && s.env.ControlPlane.APIServer != nil {
 		if err := s.env.Stop(); err != nil && !errors.Is(err, context.Canceled) {
