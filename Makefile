@@ -58,6 +58,11 @@ control-plane: ## Build kube-apiserver, etcd and kubectl into bin/k8s/ (cached).
 test: control-plane ## Run all tests on a real kube-apiserver (envtest).
 	KUBEBUILDER_ASSETS="$(KUBEBUILDER_ASSETS)" go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: bench
+bench: control-plane ## Print the benchmark figures (BENCH_N=2000 by default; BENCH_N=100 for a short run).
+	go build -o $(LOCALBIN)/manager ./cmd
+	go run ./test/bench
+
 ##@ Build
 
 .PHONY: build

@@ -1,0 +1,461 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
+	"github.com/k0rdent-ai/instance-operator/internal/devstack"
+	"github.com/k0rdent-ai/instance-operator/internal/testenv"
+)
+
+const (
+	benchTypeName = "cpu1-small"
+	benchType     = "/v1/regions/us-texas-1/zones/us1-a/instance-types/" + benchTypeName
+	projectPath   = "/v1/regions/us-texas-1/projects/project-x9y8z7/compute/instances"
+)
+
+type bench struct {
+	s          settings
+	stack      *devstack.Stack
+	client     client.WithWatch
+	token      string
+	apiURL     string
+	metricsURL string
+}
+
+func newClient(stack *devstack.Stack) (client.WithWatch, error) {
+	cfg := *stack.Config
+	cfg.QPS, cfg.Burst = -1, 0 // no client-side throttling: the bench measures the server
+	return client.NewWithWatch(&cfg, client.Options{Scheme: testenv.Scheme()})
+}
+
+func instance(namespace, name string) *computev1alpha1.Instance {
+	return &computev1alpha1.Instance{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: map[string]string{"bench": "true"}},
+		Spec:       computev1alpha1.InstanceSpec{Type: benchType},
+	}
+}
+
+func (b *bench) ensureNamespace(ctx context.Context, name string) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
+		computev1alpha1.RegionLabel: "us-texas-1", computev1alpha1.ProjectLabel: name,
+	}}}
+	if err := b.client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("failed to create namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+// createInstances creates count instances named prefix-<i> with b.s.Creators
+// clients at once, handing each created object to created (when not nil).
+func (b *bench) createInstances(ctx context.Context, namespace, prefix string, count int, created func(*computev1alpha1.Instance)) error {
+	next := atomic.Int64{}
+	var wg sync.WaitGroup
+	errs := make(chan error, b.s.Creators)
+	for range b.s.Creators {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= count {
+					return
+				}
+				inst := instance(namespace, fmt.Sprintf("%s-%d", prefix, i))
+				if err := b.client.Create(ctx, inst); err != nil {
+					errs <- fmt.Errorf("failed to create %s: %w", inst.Name, err)
+					return
+				}
+				if created != nil {
+					created(inst)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// waitRunning counts the instances of a namespace that are RUNNING, from a
+// list and then a watch, until want of them are or the timeout passes.
+func (b *bench) waitRunning(ctx context.Context, namespace string, want int, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	running := map[string]bool{}
+	for {
+		list := &computev1alpha1.InstanceList{}
+		if err := b.client.List(ctx, list, client.InNamespace(namespace)); err != nil {
+			return fmt.Errorf("failed to list instances: %w", err)
+		}
+		for _, inst := range list.Items {
+			running[inst.Name] = inst.Status.Lifecycle.Status == computev1alpha1.LifecycleRunning
+		}
+		if count(running) >= want {
+			return nil
+		}
+		w, err := b.client.Watch(ctx, &computev1alpha1.InstanceList{}, client.InNamespace(namespace),
+			&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: list.ResourceVersion}})
+		if err != nil {
+			return fmt.Errorf("failed to watch instances: %w", err)
+		}
+		for ev := range w.ResultChan() {
+			inst, ok := ev.Object.(*computev1alpha1.Instance)
+			if !ok {
+				continue
+			}
+			running[inst.Name] = ev.Type != watch.Deleted && inst.Status.Lifecycle.Status == computev1alpha1.LifecycleRunning
+			if count(running) >= want {
+				w.Stop()
+				return nil
+			}
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%d of %d instances RUNNING after %s", count(running), want, timeout)
+		}
+	}
+}
+
+func count(m map[string]bool) int {
+	n := 0
+	for _, v := range m {
+		if v {
+			n++
+		}
+	}
+	return n
+}
+
+// getBenchmark reads existing instances through the facade and, alternating
+// in the same run, directly from kube-apiserver with the same bearer token.
+func (b *bench) getBenchmark(ctx context.Context, r *report) error {
+	ns := devstack.SampleNamespace
+	var names []string
+	var mu sync.Mutex
+	if err := b.createInstances(ctx, ns, "get", b.s.GetInstances, func(inst *computev1alpha1.Instance) {
+		mu.Lock()
+		names = append(names, inst.Name)
+		mu.Unlock()
+	}); err != nil {
+		return err
+	}
+	if err := b.waitRunning(ctx, ns, b.s.GetInstances, 5*time.Minute); err != nil {
+		return err
+	}
+
+	facade := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxConnsPerHost: 128}, Timeout: 10 * time.Second}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(b.stack.Config.TLSClientConfig.CAData)
+	apiserver := &http.Client{Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 128,
+	}, Timeout: 10 * time.Second}
+	targets := []target{
+		{"facade", facade, func(name string) string { return b.apiURL + projectPath + "/" + name }},
+		{"apiserver", apiserver, func(name string) string {
+			return b.stack.Config.Host + "/apis/compute.k0rdent.ai/v1alpha1/namespaces/" + ns + "/instances/" + name
+		}},
+	}
+	for _, c := range []int{1, 16, 64} {
+		results := make([]*result, len(targets))
+		for i := range results {
+			results[i] = &result{}
+		}
+		// Four alternating rounds per target, so that noise from the shared
+		// machine falls on both alike.
+		const rounds = 4
+		for range rounds {
+			for i, t := range targets {
+				if err := t.run(ctx, b.token, names, c, b.s.GetDuration/rounds, results[i]); err != nil {
+					return err
+				}
+			}
+		}
+		f, a := results[0], results[1]
+		r.add(fmt.Sprintf("facade_get_rps_c%d", c), round(f.rps(), 0), "req/s", fmt.Sprintf("%d clients", c))
+		r.add(fmt.Sprintf("apiserver_get_rps_c%d", c), round(a.rps(), 0), "req/s", "same GET, same token, straight to kube-apiserver")
+		r.add(fmt.Sprintf("facade_vs_apiserver_rps_ratio_c%d", c), round(f.rps()/a.rps(), 2), "x", "target >= 5 at 64 clients")
+		r.add(fmt.Sprintf("facade_get_p50_ms_c%d", c), round(f.percentile(50), 3), "ms", "")
+		r.add(fmt.Sprintf("facade_get_p99_ms_c%d", c), round(f.percentile(99), 3), "ms", "target < 10 at 64 clients")
+		r.add(fmt.Sprintf("apiserver_get_p99_ms_c%d", c), round(a.percentile(99), 3), "ms", "")
+	}
+	return nil
+}
+
+type target struct {
+	name   string
+	client *http.Client
+	url    func(name string) string
+}
+
+type result struct {
+	mu        sync.Mutex
+	latencies []time.Duration
+	elapsed   time.Duration
+}
+
+func (r *result) rps() float64 {
+	return float64(len(r.latencies)) / r.elapsed.Seconds()
+}
+
+func (r *result) percentile(p float64) float64 {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	sorted := append([]time.Duration(nil), r.latencies...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+	i := int(float64(len(sorted)-1) * p / 100)
+	return float64(sorted[i]) / float64(time.Millisecond)
+}
+
+func round(v float64, digits int) float64 {
+	f, _ := strconv.ParseFloat(strconv.FormatFloat(v, 'f', digits, 64), 64)
+	return f
+}
+
+// run reads random instances with c clients for d, adding to res. Any answer
+// but 200 fails the benchmark: a fast error is not a result.
+func (t target) run(ctx context.Context, token string, names []string, c int, d time.Duration, res *result) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var wg sync.WaitGroup
+	var failure atomic.Value
+	start := time.Now()
+	for range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var local []time.Duration
+			defer func() {
+				res.mu.Lock()
+				res.latencies = append(res.latencies, local...)
+				res.mu.Unlock()
+			}()
+			for ctx.Err() == nil {
+				req, _ := http.NewRequest(http.MethodGet, t.url(names[rand.IntN(len(names))]), nil)
+				req.Header.Set("Authorization", "Bearer "+token)
+				req.Header.Set("Accept", "application/json")
+				began := time.Now()
+				resp, err := t.client.Do(req)
+				if err != nil {
+					failure.Store(fmt.Errorf("%s GET: %w", t.name, err))
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					failure.Store(fmt.Errorf("%s GET %s answered %d", t.name, req.URL.Path, resp.StatusCode))
+					return
+				}
+				local = append(local, time.Since(began))
+			}
+		}()
+	}
+	wg.Wait()
+	res.mu.Lock()
+	res.elapsed += time.Since(start)
+	res.mu.Unlock()
+	if err, ok := failure.Load().(error); ok {
+		return err
+	}
+	return nil
+}
+
+// managerWrites sums the manager's own count of the writes it sent to kube-apiserver.
+func (b *bench) managerWrites(ctx context.Context) (float64, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.metricsURL, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("failed to scrape the manager's metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	total := 0.0
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "rest_client_requests_total{") {
+			continue
+		}
+		if !strings.Contains(line, `method="POST"`) && !strings.Contains(line, `method="PUT"`) &&
+			!strings.Contains(line, `method="PATCH"`) && !strings.Contains(line, `method="DELETE"`) {
+			continue
+		}
+		fields := strings.Fields(line)
+		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+		if err == nil {
+			total += v
+		}
+	}
+	return total, sc.Err()
+}
+
+// convergeBenchmark creates N instances at once and times them to RUNNING;
+// then, with the manager stopped, a bare client makes the same creates and
+// the same status writes (one per lifecycle state an instance went through)
+// at the manager's concurrency against the same kube-apiserver: the floor.
+func (b *bench) convergeBenchmark(ctx context.Context, r *report) error {
+	const ns, floorNS = "bench-converge", "bench-floor"
+	for _, name := range []string{ns, floorNS} {
+		if err := b.ensureNamespace(ctx, name); err != nil {
+			return err
+		}
+	}
+	writesBefore, err := b.managerWrites(ctx)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- b.waitRunning(ctx, ns, b.s.N, 15*time.Minute) }()
+	if err := b.createInstances(ctx, ns, "converge", b.s.N, nil); err != nil {
+		return err
+	}
+	if err := <-done; err != nil {
+		return err
+	}
+	converge := time.Since(start)
+	writesAfter, err := b.managerWrites(ctx)
+	if err != nil {
+		return err
+	}
+
+	sample := &computev1alpha1.Instance{}
+	if err := b.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "converge-0"}, sample); err != nil {
+		return err
+	}
+	var states []computev1alpha1.Lifecycle
+	for _, h := range sample.Status.History {
+		states = append(states, computev1alpha1.Lifecycle{Status: h.Status, StatusMessage: h.Message})
+	}
+	if len(states) == 0 {
+		states = []computev1alpha1.Lifecycle{sample.Status.Lifecycle}
+	}
+	b.stack.StopManager()
+
+	work := make(chan *computev1alpha1.Instance, b.s.N)
+	start = time.Now()
+	var writers sync.WaitGroup
+	writeErr := make(chan error, b.s.Concurrency)
+	for range b.s.Concurrency {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			for inst := range work {
+				for _, lc := range states {
+					inst.Status.Lifecycle = lc
+					inst.Status.ObservedGeneration = inst.Generation
+					inst.Status.Conditions = sample.Status.Conditions
+					if err := b.client.Status().Update(ctx, inst); err != nil {
+						writeErr <- fmt.Errorf("floor status write: %w", err)
+						return
+					}
+				}
+			}
+		}()
+	}
+	err = b.createInstances(ctx, floorNS, "floor", b.s.N, func(inst *computev1alpha1.Instance) { work <- inst })
+	close(work)
+	writers.Wait()
+	floor := time.Since(start)
+	if err != nil {
+		return err
+	}
+	select {
+	case err := <-writeErr:
+		return err
+	default:
+	}
+	if err := b.client.DeleteAllOf(ctx, &computev1alpha1.Instance{}, client.InNamespace(floorNS)); err != nil {
+		return fmt.Errorf("failed to delete the floor's instances: %w", err)
+	}
+
+	r.add(fmt.Sprintf("converge_%d_s", b.s.N), round(converge.Seconds(), 2), "s", fmt.Sprintf("%d instances created at once to all RUNNING", b.s.N))
+	r.add(fmt.Sprintf("floor_%d_s", b.s.N), round(floor.Seconds(), 2), "s",
+		fmt.Sprintf("bare client: create + %d status writes each, %d writers", len(states), b.s.Concurrency))
+	r.add("converge_vs_floor_ratio", round(converge.Seconds()/floor.Seconds(), 2), "x", "target <= 1.5")
+	r.add("converge_manager_writes_per_instance", round((writesAfter-writesBefore)/float64(b.s.N), 2), "writes",
+		"the manager's writes to kube-apiserver per instance, events included")
+	return nil
+}
+
+// memoryBenchmark fills the cluster to MemN instances with the manager
+// stopped, starts a fresh manager (controllers and API on), waits until it has
+// brought every instance to RUNNING and reads its peak resident memory.
+func (b *bench) memoryBenchmark(ctx context.Context, r *report) error {
+	const ns = "bench-memory"
+	if err := b.ensureNamespace(ctx, ns); err != nil {
+		return err
+	}
+	list := &computev1alpha1.InstanceList{}
+	if err := b.client.List(ctx, list); err != nil {
+		return err
+	}
+	extra := max(0, b.s.MemN-len(list.Items))
+	if err := b.createInstances(ctx, ns, "memory", extra, nil); err != nil {
+		return err
+	}
+	if err := b.stack.StartManager(ctx); err != nil {
+		return err
+	}
+	if err := b.waitRunning(ctx, ns, extra, 20*time.Minute); err != nil {
+		return err
+	}
+	hwm, rss, err := memory(b.stack.ManagerPID())
+	if err != nil {
+		return err
+	}
+	total := len(list.Items) + extra
+	r.add(fmt.Sprintf("manager_rss_mib_%s", kilo(b.s.MemN)), round(hwm, 1), "MiB",
+		fmt.Sprintf("peak resident memory holding %d instances (target <= 150 at 10k)", total))
+	r.add(fmt.Sprintf("manager_rss_now_mib_%s", kilo(b.s.MemN)), round(rss, 1), "MiB", "resident memory at rest afterwards")
+	return nil
+}
+
+func kilo(n int) string {
+	if n%1000 == 0 {
+		return fmt.Sprintf("%dk", n/1000)
+	}
+	return strconv.Itoa(n)
+}
+
+// memory reads a process's peak (VmHWM) and current (VmRSS) resident memory in MiB.
+func memory(pid int) (hwm, rss float64, err error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(fields[1], 64)
+		switch fields[0] {
+		case "VmHWM:":
+			hwm = kb / 1024
+		case "VmRSS:":
+			rss = kb / 1024
+		}
+	}
+	return hwm, rss, nil
+}

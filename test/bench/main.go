@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/k0rdent-ai/instance-operator/internal/devstack"
+	"github.com/k0rdent-ai/instance-operator/internal/testenv"
+)
+
+// settings are read from the environment so that `make bench` and its short
+// form in CI differ only in numbers.
+type settings struct {
+	// N is how many instances converge (BENCH_N, default 2000).
+	N int
+	// MemN is how many instances the manager holds for the memory figure
+	// (BENCH_MEM_N, default 5 × N).
+	MemN int
+	// GetInstances is how many instances the GET benchmark reads at random.
+	GetInstances int
+	// GetDuration is how long each target is read at each concurrency (BENCH_GET_SECONDS).
+	GetDuration time.Duration
+	// Concurrency is the manager's --max-concurrent-reconciles and the floor's writers.
+	Concurrency int
+	// Creators is how many clients create instances at once.
+	Creators int
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+type figure struct {
+	name  string
+	value float64
+	unit  string
+	note  string
+}
+
+type report struct{ figures []figure }
+
+func (r *report) add(name string, value float64, unit, note string) {
+	r.figures = append(r.figures, figure{name, value, unit, note})
+}
+
+func (r *report) print() {
+	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FIGURE\tVALUE\tUNIT\tNOTE")
+	for _, f := range r.figures {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.name, format(f.value), f.unit, f.note)
+	}
+	_ = tw.Flush()
+	fmt.Println()
+	for _, f := range r.figures {
+		fmt.Printf("BENCH %s %s\n", f.name, format(f.value))
+	}
+}
+
+func format(v float64) string {
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	n := envInt("BENCH_N", 2000)
+	s := settings{
+		N:            n,
+		MemN:         envInt("BENCH_MEM_N", 5*n),
+		GetInstances: min(100, n),
+		GetDuration:  time.Duration(envInt("BENCH_GET_SECONDS", 4)) * time.Second,
+		Concurrency:  envInt("BENCH_CONCURRENCY", 16),
+		Creators:     envInt("BENCH_CREATORS", 64),
+	}
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		return err
+	}
+	assets, err := testenv.AssetsDir()
+	if err != nil {
+		return err
+	}
+	manager := os.Getenv("BENCH_MANAGER")
+	if manager == "" {
+		manager = filepath.Join(root, "bin", "manager")
+	}
+	work, err := os.MkdirTemp("", "instance-operator-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	apiPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	metricsPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	fmt.Printf("bench: N=%d, memory N=%d, %d reconcilers, %d creators, GET %s per target and concurrency\n",
+		s.N, s.MemN, s.Concurrency, s.Creators, s.GetDuration)
+	stack, err := devstack.Start(ctx, devstack.Options{
+		Root: root, AssetsDir: assets, DataDir: filepath.Join(work, "dev"),
+		ManagerPath: manager, APIAddress: fmt.Sprintf("127.0.0.1:%d", apiPort),
+		Log: prefixed("stack | "),
+		ManagerArgs: []string{
+			fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort),
+			fmt.Sprintf("--max-concurrent-reconciles=%d", s.Concurrency),
+			"--sim-latency-allocate=0", "--sim-latency-boot=0", "--sim-latency-stop=0",
+			"--sim-latency-suspend=0", "--sim-latency-resume=0", "--sim-latency-delete=0",
+			fmt.Sprintf("--sim-instance-types=%s=%d", benchTypeName, 10*s.MemN),
+			"--zap-log-level=error",
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stack.Stop() }()
+	b := &bench{s: s, stack: stack, metricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort),
+		apiURL: fmt.Sprintf("http://127.0.0.1:%d", apiPort)}
+	if b.token, err = devstack.ReadToken(stack.TokenFile); err != nil {
+		return err
+	}
+	if b.client, err = newClient(stack); err != nil {
+		return err
+	}
+
+	var r report
+	steps := []struct {
+		name string
+		run  func(context.Context, *report) error
+	}{
+		{"API read path", b.getBenchmark},
+		{"convergence", b.convergeBenchmark},
+		{"memory", b.memoryBenchmark},
+	}
+	for _, step := range steps {
+		fmt.Printf("bench: %s ...\n", step.name)
+		if err := step.run(ctx, &r); err != nil {
+			return fmt.Errorf("%s: %w", step.name, err)
+		}
+	}
+	fmt.Println()
+	r.print()
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+type prefixWriter struct{ prefix string }
+
+func (w prefixWriter) Write(p []byte) (int, error) {
+	for _, line := range strings.SplitAfter(string(p), "\n") {
+		if line != "" {
+			fmt.Print(w.prefix + line)
+		}
+	}
+	return len(p), nil
+}
+
+func prefixed(prefix string) prefixWriter { return prefixWriter{prefix} }
