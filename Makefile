@@ -63,6 +63,11 @@ bench: control-plane ## Print the benchmark figures (BENCH_N=2000 by default; BE
 	go build -o $(LOCALBIN)/manager ./cmd
 	go run ./test/bench
 
+.PHONY: test-reliability
+test-reliability: control-plane ## Crash, fault, hostile-client and fuzz checks (RELIABILITY_N=500 by default).
+	go build -o $(LOCALBIN)/manager ./cmd
+	go run ./test/reliability
+
 ##@ Build
 
 .PHONY: build

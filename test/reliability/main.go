@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/k0rdent-ai/instance-operator/internal/devstack"
+	"github.com/k0rdent-ai/instance-operator/internal/testenv"
+)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// check is one printed figure and whether it passed.
+type check struct {
+	name  string
+	value string
+	ok    bool
+}
+
+type checks []check
+
+func (c *checks) add(name string, value any, ok bool) {
+	*c = append(*c, check{name, fmt.Sprint(value), ok})
+	status := "ok"
+	if !ok {
+		status = "FAILED"
+	}
+	fmt.Printf("RELIABILITY %s %v\t# %s\n", name, value, status)
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "reliability:", err)
+		os.Exit(1)
+	}
+}
+
+type env struct {
+	root, assets, manager, work string
+}
+
+func run() error {
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		return err
+	}
+	assets, err := testenv.AssetsDir()
+	if err != nil {
+		return err
+	}
+	manager := os.Getenv("RELIABILITY_MANAGER")
+	if manager == "" {
+		manager = filepath.Join(root, "bin", "manager")
+	}
+	work, err := os.MkdirTemp("", "instance-operator-reliability-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	e := env{root: root, assets: assets, manager: manager, work: work}
+
+	only := os.Getenv("RELIABILITY_ONLY")
+	var results checks
+	for _, part := range []struct {
+		name string
+		run  func(context.Context, env, *checks) error
+	}{
+		{"crash", crashSafety},
+		{"faults", faults},
+		{"hostile", hostileClients},
+		{"fuzz", fuzzing},
+	} {
+		if only != "" && !strings.Contains(","+only+",", ","+part.name+",") {
+			continue
+		}
+		fmt.Printf("reliability: %s ...\n", part.name)
+		if err := part.run(context.Background(), e, &results); err != nil {
+			return fmt.Errorf("%s: %w", part.name, err)
+		}
+	}
+	failed := 0
+	for _, c := range results {
+		if !c.ok {
+			failed++
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d checks failed", failed, len(results))
+	}
+	fmt.Printf("reliability: all %d checks passed\n", len(results))
+	return nil
+}
+
+// startStack starts a control plane and manager of its own under work/name.
+func (e env) startStack(ctx context.Context, name string, managerArgs ...string) (*devstack.Stack, client.WithWatch, string, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, nil, "", err
+	}
+	stack, err := devstack.Start(ctx, devstack.Options{
+		Root: e.root, AssetsDir: e.assets, DataDir: filepath.Join(e.work, name),
+		ManagerPath: e.manager, APIAddress: fmt.Sprintf("127.0.0.1:%d", port),
+		Log:         prefixWriter{name + " | "},
+		ManagerArgs: append([]string{"--zap-log-level=error"}, managerArgs...),
+	})
+	if err != nil {
+		return nil, nil, "", err
+	}
+	cfg := *stack.Config
+	cfg.QPS, cfg.Burst = -1, 0
+	c, err := client.NewWithWatch(&cfg, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		_ = stack.Stop()
+		return nil, nil, "", err
+	}
+	return stack, c, fmt.Sprintf("http://127.0.0.1:%d", port), nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+type prefixWriter struct{ prefix string }
+
+func (w prefixWriter) Write(p []byte) (int, error) {
+	for _, line := range strings.SplitAfter(string(p), "\n") {
+		if line != "" {
+			fmt.Print(w.prefix + line)
+		}
+	}
+	return len(p), nil
+}
+
+func since(t time.Time) string { return time.Since(t).Round(time.Millisecond).String() }
