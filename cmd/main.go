@@ -16,6 +16,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
+	"github.com/k0rdent-ai/instance-operator/internal/api"
 )
 
 var scheme = runtime.NewScheme()
@@ -43,6 +44,7 @@ func main() {
 	flag.BoolVar(&enableAPI, "enable-api", true,
 		"Serve the REST API (not leader-gated, so API replicas scale out).")
 	// Each part binds its own flags here.
+	apiOpts := api.BindFlags(flag.CommandLine)
 
 	zapOpts := zap.Options{Development: true}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -76,7 +78,10 @@ func main() {
 		// The controllers are set up here.
 	}
 	if enableAPI {
-		// The REST API is added here.
+		if _, err := api.AddToManager(mgr, *apiOpts); err != nil {
+			setupLog.Error(err, "failed to set up the REST API")
+			os.Exit(1)
+		}
 	}
 
 	setupLog.Info("starting the manager")

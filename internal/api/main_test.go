@@ -1,0 +1,415 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
+	"github.com/k0rdent-ai/instance-operator/internal/testenv"
+)
+
+// The suite's fixtures: a real kube-apiserver, a manager running the API on
+// a real listener, an OIDC issuer, and service accounts with real RBAC.
+var (
+	env       *testenv.Env
+	clientset *kubernetes.Clientset
+	srv       *Server
+	baseURL   string
+	issuer    *testIssuer
+	spec      *openapi3.T
+)
+
+const (
+	region  = "us-texas-1"
+	project = "project-x9y8z7"
+	// projectNS serves region/project.
+	projectNS = "us-texas-1-project-x9y8z7"
+	// saNS holds the callers' service accounts.
+	saNS = "callers"
+	// oidcClientID is the audience the API accepts.
+	oidcClientID = "compute-api"
+)
+
+// tokens of the callers, minted by the kube-apiserver (TokenRequest).
+var tokens = map[string]string{}
+
+func TestMain(m *testing.M) {
+	os.Exit(runSuite(m))
+}
+
+func runSuite(m *testing.M) int {
+	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
+	var err error
+	env, err = testenv.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "failed to stop the control plane:", err)
+		}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := setUp(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "failed to set up the suite:", err)
+		return 1
+	}
+	defer issuer.Close()
+	return m.Run()
+}
+
+func setUp(ctx context.Context) error {
+	var err error
+	clientset, err = kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		return err
+	}
+	issuer, err = newTestIssuer()
+	if err != nil {
+		return err
+	}
+	caFile := filepath.Join(os.TempDir(), fmt.Sprintf("api-oidc-ca-%d.pem", os.Getpid()))
+	if err := os.WriteFile(caFile, issuer.caPEM, 0o600); err != nil {
+		return err
+	}
+
+	// The shipped ClusterRoles, applied with the real kubectl.
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		return err
+	}
+	for _, f := range []string{"compute_viewer_role.yaml", "compute_deployer_role.yaml", "compute_admin_role.yaml"} {
+		if out, err := kubectl("apply", "-f", filepath.Join(root, "config", "rbac", f)); err != nil {
+			return fmt.Errorf("kubectl apply %s: %v: %s", f, err, out)
+		}
+	}
+
+	for _, ns := range []*corev1.Namespace{
+		{ObjectMeta: metav1.ObjectMeta{Name: saNS}},
+		{ObjectMeta: metav1.ObjectMeta{Name: projectNS, Labels: map[string]string{
+			computev1alpha1.RegionLabel: region, computev1alpha1.ProjectLabel: project}}},
+	} {
+		if err := env.Client.Create(ctx, ns); err != nil {
+			return err
+		}
+	}
+	bindings := map[string]string{"viewer": "compute.viewer", "deployer": "compute.deployer"}
+	for _, name := range []string{"viewer", "deployer", "stranger", "admin"} {
+		if err := env.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: saNS}}); err != nil {
+			return err
+		}
+		tr, err := clientset.CoreV1().ServiceAccounts(saNS).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+			Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3600))}}, metav1.CreateOptions{})
+		if err != nil {
+			return fmt.Errorf("failed to mint a token for %s: %w", name, err)
+		}
+		tokens[name] = tr.Status.Token
+		if role, ok := bindings[name]; ok {
+			if err := bindRole(ctx, projectNS, "ServiceAccount", name, role); err != nil {
+				return err
+			}
+		}
+	}
+	// admin may do anything with instances anywhere: it learns of missing projects.
+	if err := env.Client.Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "compute-admin-sa"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "compute.admin"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "admin", Namespace: saNS}},
+	}); err != nil {
+		return err
+	}
+
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:                 env.Scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		return err
+	}
+	opts := DefaultOptions()
+	opts.BindAddress = "127.0.0.1:0"
+	opts.OIDCIssuerURL = issuer.URL()
+	opts.OIDCClientID = oidcClientID
+	opts.OIDCCAFile = caFile
+	opts.OIDCGroupsClaim = "groups"
+	opts.RateLimit = 10000
+	opts.RateBurst = 10000
+	srv, err = AddToManager(mgr, opts)
+	if err != nil {
+		return err
+	}
+	go func() {
+		if err := mgr.Start(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "the manager stopped:", err)
+		}
+	}()
+	waitCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	addr, err := srv.Addr(waitCtx)
+	if err != nil {
+		return fmt.Errorf("the API never listened: %w", err)
+	}
+	baseURL = "http://" + addr
+	for {
+		resp, err := http.Get(baseURL + "/readyz")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case <-waitCtx.Done():
+			return fmt.Errorf("the API never became ready")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	resp, err := http.Get(baseURL + "/openapi.json")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	loader := openapi3.NewLoader()
+	spec, err = loader.LoadFromData(data)
+	if err != nil {
+		return fmt.Errorf("the served OpenAPI document does not load: %w", err)
+	}
+	if err := spec.Validate(ctx); err != nil {
+		return fmt.Errorf("the served OpenAPI document is invalid: %w", err)
+	}
+	return nil
+}
+
+// kubectl runs the built kubectl as the cluster admin.
+func kubectl(args ...string) (string, error) {
+	kubeconfig, err := env.Kubeconfig()
+	if err != nil {
+		return "", err
+	}
+	out, err := exec.Command(filepath.Join(env.AssetsDir, "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func bindRole(ctx context.Context, ns, kind, name, clusterRole string) error {
+	subject := rbacv1.Subject{Kind: kind, Name: name}
+	if kind == "ServiceAccount" {
+		subject.Namespace = saNS
+	} else {
+		subject.APIGroup = rbacv1.GroupName
+	}
+	return env.Client.Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: strings.ToLower(kind) + "-" + strings.ReplaceAll(name, ":", "-") + "-" + clusterRole, Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: clusterRole},
+		Subjects:   []rbacv1.Subject{subject},
+	})
+}
+
+// response is an answer of the API, already checked against the OpenAPI document.
+type response struct {
+	*http.Response
+	body []byte
+}
+
+func (r response) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("response body is not JSON: %v: %s", err, r.body)
+	}
+}
+
+// errorBody is the envelope, decoded.
+type errorBody struct {
+	Error struct {
+		Code    int              `json:"code"`
+		Message string           `json:"message"`
+		Details []map[string]any `json:"details"`
+	} `json:"error"`
+}
+
+func (r response) envelope(t *testing.T, wantStatus int, wantReason string) errorBody {
+	t.Helper()
+	if r.StatusCode != wantStatus {
+		t.Fatalf("status = %d, want %d; body %s", r.StatusCode, wantStatus, r.body)
+	}
+	var e errorBody
+	r.json(t, &e)
+	if e.Error.Code != wantStatus {
+		t.Errorf("error.code = %d, want %d", e.Error.Code, wantStatus)
+	}
+	if e.Error.Message == "" {
+		t.Errorf("error.message is empty")
+	}
+	if len(e.Error.Details) == 0 || e.Error.Details[0]["@type"] != typeErrorInfo {
+		t.Fatalf("details[0] is not an ErrorInfo: %s", r.body)
+	}
+	if got := e.Error.Details[0]["reason"]; got != wantReason {
+		t.Errorf("reason = %v, want %s; body %s", got, wantReason, r.body)
+	}
+	if got := e.Error.Details[0]["domain"]; got != Domain {
+		t.Errorf("domain = %v, want %s", got, Domain)
+	}
+	for _, leak := range []string{"goroutine", ".go:", "spec.", "metadata.", "compute.k0rdent.ai/v1alpha1", "namespace"} {
+		if strings.Contains(e.Error.Message, leak) {
+			t.Errorf("error message leaks %q: %s", leak, e.Error.Message)
+		}
+	}
+	return e
+}
+
+// violations returns the BadRequest detail's field names.
+func (e errorBody) violations() []string {
+	var out []string
+	for _, d := range e.Error.Details {
+		if d["@type"] != typeBadRequest {
+			continue
+		}
+		fvs, _ := d["fieldViolations"].([]any)
+		for _, fv := range fvs {
+			if m, ok := fv.(map[string]any); ok {
+				out = append(out, fmt.Sprint(m["field"]))
+			}
+		}
+	}
+	return out
+}
+
+// call makes a request with a bearer token (none when token is "") and
+// validates the response against the served OpenAPI document.
+func call(t *testing.T, method, path, token string, body any, headers ...string) response {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		data, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequest(method, baseURL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i+1] == "" {
+			req.Header.Del(headers[i])
+		} else {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := response{Response: resp, body: data}
+	validateResponse(t, method, req.URL.Path, r)
+	return r
+}
+
+// validateResponse checks the status, content type and body against the
+// served document's operation for the path, or against Error for a path or
+// method the document does not have.
+func validateResponse(t *testing.T, method, path string, r response) {
+	t.Helper()
+	var schema *openapi3.Schema
+	rt, ok := parsePath(path)
+	var op *openapi3.Operation
+	if ok {
+		if item := spec.Paths.Value(rt.template()); item != nil {
+			op = item.GetOperation(method)
+		}
+	} else if item := spec.Paths.Value(path); item != nil {
+		op = item.GetOperation(method)
+	}
+	if op == nil {
+		schema = spec.Components.Schemas["Error"].Value
+	} else {
+		ref := op.Responses.Status(r.StatusCode)
+		if ref == nil || ref.Value == nil {
+			t.Fatalf("%s %s answered %d, which the OpenAPI document does not declare; body %s", method, path, r.StatusCode, r.body)
+		}
+		if len(ref.Value.Content) == 0 {
+			if len(r.body) != 0 {
+				t.Fatalf("%s %s answered %d with a body, which the document does not declare: %s", method, path, r.StatusCode, r.body)
+			}
+			return
+		}
+		mt := ref.Value.Content.Get("application/json")
+		if mt == nil {
+			return // text/plain probes
+		}
+		schema = mt.Schema.Value
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("%s %s: Content-Type = %q, want application/json", method, path, ct)
+	}
+	var v any
+	if err := json.Unmarshal(r.body, &v); err != nil {
+		t.Fatalf("%s %s: body is not JSON: %v: %s", method, path, err, r.body)
+	}
+	if err := schema.VisitJSON(v, openapi3.MultiErrors()); err != nil {
+		t.Fatalf("%s %s: %d body does not match the OpenAPI document: %v\nbody: %s", method, path, r.StatusCode, err, r.body)
+	}
+}
+
+// tlsClientFor trusts the given PEM CA.
+func tlsClientFor(caPEM []byte) *http.Client {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+}
+
+func pemOfServer(s *httptest.Server) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw})
+}
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

@@ -1,0 +1,139 @@
+package api
+
+import (
+	"errors"
+	"flag"
+	"strings"
+	"time"
+)
+
+// Options configure the REST facade. BindFlags registers them as the
+// manager's command-line flags; the OIDC flags carry kube-apiserver's names
+// with an "api-" prefix and the same meaning.
+type Options struct {
+	// BindAddress is the address of the API's listener (API, /healthz, /readyz, /openapi.json).
+	BindAddress string
+	// TLSCertFile and TLSKeyFile turn on TLS; the pair is reloaded when the files change.
+	TLSCertFile string
+	TLSKeyFile  string
+	// EnableHTTP2 allows HTTP/2 over TLS; off by default (HTTP/2 rapid-reset and stream floods).
+	EnableHTTP2 bool
+
+	// OIDC: off when OIDCIssuerURL is empty.
+	OIDCIssuerURL      string
+	OIDCClientID       string
+	OIDCCAFile         string
+	OIDCUsernameClaim  string
+	OIDCUsernamePrefix string
+	OIDCGroupsClaim    string
+	OIDCGroupsPrefix   string
+	OIDCSigningAlgs    []string
+
+	// AuthnCacheTTL is how long a token's answer (valid or not) is remembered.
+	AuthnCacheTTL time.Duration
+	// AuthzAllowTTL and AuthzDenyTTL are how long a SubjectAccessReview answer is remembered.
+	AuthzAllowTTL time.Duration
+	AuthzDenyTTL  time.Duration
+
+	// RateLimit is the sustained requests per second allowed to one principal; 0 turns the limit off.
+	RateLimit float64
+	// RateBurst is the burst allowed to one principal.
+	RateBurst int
+
+	// MaxBodyBytes caps a request body.
+	MaxBodyBytes int64
+	// Server timeouts.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	// RequestTimeout bounds the work done for one request (API-server calls included).
+	RequestTimeout time.Duration
+}
+
+// DefaultOptions are the flags' defaults.
+func DefaultOptions() Options {
+	return Options{
+		BindAddress:        ":8090",
+		OIDCUsernameClaim:  "sub",
+		OIDCUsernamePrefix: "oidc:",
+		OIDCGroupsPrefix:   "oidc:",
+		OIDCSigningAlgs:    []string{"RS256"},
+		AuthnCacheTTL:      10 * time.Second,
+		AuthzAllowTTL:      10 * time.Second,
+		AuthzDenyTTL:       5 * time.Second,
+		RateLimit:          100,
+		RateBurst:          200,
+		MaxBodyBytes:       1 << 20,
+		ReadHeaderTimeout:  5 * time.Second,
+		ReadTimeout:        30 * time.Second,
+		WriteTimeout:       30 * time.Second,
+		IdleTimeout:        120 * time.Second,
+		RequestTimeout:     20 * time.Second,
+	}
+}
+
+// BindFlags registers the API's flags on fs and returns the options they fill.
+func BindFlags(fs *flag.FlagSet) *Options {
+	o := DefaultOptions()
+	o.bindFlags(fs)
+	return &o
+}
+
+func (o *Options) bindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.BindAddress, "api-bind-address", o.BindAddress, "Address the REST API listens on.")
+	fs.StringVar(&o.TLSCertFile, "api-tls-cert-file", "", "Serving certificate of the REST API (PEM); with --api-tls-key-file turns TLS on. Reloaded when it changes.")
+	fs.StringVar(&o.TLSKeyFile, "api-tls-key-file", "", "Private key of --api-tls-cert-file (PEM).")
+	fs.BoolVar(&o.EnableHTTP2, "api-enable-http2", false, "Allow HTTP/2 on the REST API (TLS only).")
+	fs.StringVar(&o.OIDCIssuerURL, "api-oidc-issuer-url", "", "HTTPS URL of the OIDC issuer whose JWTs the API accepts; empty turns OIDC off (as kube-apiserver --oidc-issuer-url).")
+	fs.StringVar(&o.OIDCClientID, "api-oidc-client-id", "", "Audience the OIDC tokens must carry (as --oidc-client-id).")
+	fs.StringVar(&o.OIDCCAFile, "api-oidc-ca-file", "", "CA bundle that signs the OIDC issuer's serving certificate; the host's roots when empty (as --oidc-ca-file).")
+	fs.StringVar(&o.OIDCUsernameClaim, "api-oidc-username-claim", o.OIDCUsernameClaim, "JWT claim used as the user name (as --oidc-username-claim).")
+	fs.StringVar(&o.OIDCUsernamePrefix, "api-oidc-username-prefix", o.OIDCUsernamePrefix, "Prefix added to OIDC user names; '-' for none (as --oidc-username-prefix).")
+	fs.StringVar(&o.OIDCGroupsClaim, "api-oidc-groups-claim", "", "JWT claim holding the user's groups (as --oidc-groups-claim).")
+	fs.StringVar(&o.OIDCGroupsPrefix, "api-oidc-groups-prefix", o.OIDCGroupsPrefix, "Prefix added to OIDC group names (as --oidc-groups-prefix).")
+	fs.Func("api-oidc-signing-algs", "Comma-separated JOSE algorithms accepted from the issuer (default RS256; as --oidc-signing-algs).", func(s string) error {
+		o.OIDCSigningAlgs = splitComma(s)
+		if len(o.OIDCSigningAlgs) == 0 {
+			return errors.New("at least one algorithm is needed")
+		}
+		return nil
+	})
+	fs.DurationVar(&o.AuthnCacheTTL, "api-authentication-cache-ttl", o.AuthnCacheTTL, "How long a token's authentication answer is cached.")
+	fs.DurationVar(&o.AuthzAllowTTL, "api-authorization-allow-cache-ttl", o.AuthzAllowTTL, "How long an allowing SubjectAccessReview answer is cached.")
+	fs.DurationVar(&o.AuthzDenyTTL, "api-authorization-deny-cache-ttl", o.AuthzDenyTTL, "How long a denying SubjectAccessReview answer is cached.")
+	fs.Float64Var(&o.RateLimit, "api-rate-limit", o.RateLimit, "Requests per second allowed to one principal; 0 turns the limit off.")
+	fs.IntVar(&o.RateBurst, "api-rate-burst", o.RateBurst, "Burst of requests allowed to one principal.")
+	fs.Int64Var(&o.MaxBodyBytes, "api-max-body-bytes", o.MaxBodyBytes, "Largest request body accepted.")
+	fs.DurationVar(&o.ReadHeaderTimeout, "api-read-header-timeout", o.ReadHeaderTimeout, "Time allowed to read a request's headers.")
+	fs.DurationVar(&o.ReadTimeout, "api-read-timeout", o.ReadTimeout, "Time allowed to read a whole request.")
+	fs.DurationVar(&o.WriteTimeout, "api-write-timeout", o.WriteTimeout, "Time allowed to write a response.")
+	fs.DurationVar(&o.IdleTimeout, "api-idle-timeout", o.IdleTimeout, "How long an idle keep-alive connection is kept.")
+	fs.DurationVar(&o.RequestTimeout, "api-request-timeout", o.RequestTimeout, "Time allowed for the work of one request.")
+}
+
+func (o *Options) validate() error {
+	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
+		return errors.New("--api-tls-cert-file and --api-tls-key-file go together")
+	}
+	if o.OIDCIssuerURL != "" && o.OIDCClientID == "" {
+		return errors.New("--api-oidc-client-id is required with --api-oidc-issuer-url")
+	}
+	if o.MaxBodyBytes <= 0 {
+		return errors.New("--api-max-body-bytes must be positive")
+	}
+	if o.RateLimit < 0 || (o.RateLimit > 0 && o.RateBurst < 1) {
+		return errors.New("--api-rate-limit must be >= 0 and --api-rate-burst >= 1")
+	}
+	return nil
+}
+
+func splitComma(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}

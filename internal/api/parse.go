@@ -1,0 +1,347 @@
+package api
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+
+	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
+)
+
+var (
+	// idPattern is the contract's id rule (also the rule for region and project segments).
+	idPattern = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+	// scopePattern is a region or project name: a DNS label.
+	scopePattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+)
+
+// Custom methods, written as colon methods on the instance.
+const (
+	methodStop    = "stop"
+	methodStart   = "start"
+	methodSuspend = "suspend"
+	methodResume  = "resume"
+)
+
+// customPowerStates maps each custom method to the power state it asks for.
+var customPowerStates = map[string]computev1alpha1.PowerState{
+	methodStop:    computev1alpha1.PowerStateStopped,
+	methodStart:   computev1alpha1.PowerStateRunning,
+	methodSuspend: computev1alpha1.PowerStateSuspended,
+	methodResume:  computev1alpha1.PowerStateRunning,
+}
+
+// route is a parsed API path.
+type route struct {
+	region, project string
+	// id is empty for the collection.
+	id string
+	// custom is the colon method ("stop", ...), empty for the plain resource.
+	custom string
+	// valid is false when a segment breaks its naming rule: such a resource
+	// cannot exist, but the caller is still authorized before being told so.
+	valid bool
+}
+
+// template is the OpenAPI path template of the route.
+func (r route) template() string {
+	switch {
+	case r.id == "":
+		return "/v1/regions/{region}/projects/{project}/compute/instances"
+	case r.custom != "":
+		return "/v1/regions/{region}/projects/{project}/compute/instances/{id}:" + r.custom
+	default:
+		return "/v1/regions/{region}/projects/{project}/compute/instances/{id}"
+	}
+}
+
+// allowedMethods are the HTTP methods the route serves.
+func (r route) allowedMethods() []string {
+	switch {
+	case r.id == "":
+		return []string{http.MethodGet, http.MethodPost}
+	case r.custom != "":
+		return []string{http.MethodPost}
+	default:
+		return []string{http.MethodGet, http.MethodPatch, http.MethodDelete}
+	}
+}
+
+// parsePath parses /v1/regions/{region}/projects/{project}/compute/instances[/{id}[:method]].
+// ok is false for a path that is not one of the API's routes.
+func parsePath(path string) (r route, ok bool) {
+	const prefix = "/v1/regions/"
+	if !strings.HasPrefix(path, prefix) {
+		return route{}, false
+	}
+	segs := strings.Split(path[len(prefix):], "/")
+	if len(segs) != 5 && len(segs) != 6 {
+		return route{}, false
+	}
+	if segs[1] != "projects" || segs[3] != "compute" || segs[4] != "instances" || segs[0] == "" || segs[2] == "" {
+		return route{}, false
+	}
+	r = route{region: segs[0], project: segs[2], valid: true}
+	if len(segs) == 6 {
+		last := segs[5]
+		if last == "" {
+			return route{}, false
+		}
+		if i := strings.IndexByte(last, ':'); i >= 0 {
+			r.custom = last[i+1:]
+			last = last[:i]
+			if _, known := customPowerStates[r.custom]; !known || last == "" {
+				return route{}, false
+			}
+		}
+		r.id = last
+		if len(r.id) > 63 || !idPattern.MatchString(r.id) {
+			r.valid = false
+		}
+	}
+	if !validScope(r.region) || !validScope(r.project) {
+		r.valid = false
+	}
+	return r, true
+}
+
+func validScope(s string) bool {
+	return len(s) <= 63 && scopePattern.MatchString(s)
+}
+
+// Paging bounds of the contract.
+const (
+	defaultPageSize = 50
+	maxPageSize     = 500
+)
+
+// pageTokenPrefix versions the opaque page token.
+const pageTokenPrefix = "v1:"
+
+// parsePage reads pageSize and pageToken: the size, and the id after which the page starts.
+func parsePage(q url.Values) (size int, after string, err *apiError) {
+	size = defaultPageSize
+	if vs, ok := q["pageSize"]; ok {
+		if len(vs) != 1 {
+			return 0, "", newError(http.StatusBadRequest, ReasonInvalidPageSize, "pageSize must be given once", nil)
+		}
+		n, convErr := strconv.Atoi(vs[0])
+		if convErr != nil || n < 1 || n > maxPageSize {
+			return 0, "", newError(http.StatusBadRequest, ReasonInvalidPageSize,
+				fmt.Sprintf("pageSize must be an integer from 1 to %d", maxPageSize), map[string]string{"pageSize": truncate(vs[0], 32)})
+		}
+		size = n
+	}
+	if vs, ok := q["pageToken"]; ok {
+		if len(vs) != 1 {
+			return 0, "", newError(http.StatusBadRequest, ReasonInvalidPageToken, "pageToken must be given once", nil)
+		}
+		if vs[0] != "" {
+			after, err = decodePageToken(vs[0])
+			if err != nil {
+				return 0, "", err
+			}
+		}
+	}
+	return size, after, nil
+}
+
+func encodePageToken(lastID string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(pageTokenPrefix + lastID))
+}
+
+func decodePageToken(token string) (string, *apiError) {
+	bad := newError(http.StatusBadRequest, ReasonInvalidPageToken, "pageToken is not a token this API returned", nil)
+	if len(token) > 128 {
+		return "", bad
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil || !bytes.HasPrefix(raw, []byte(pageTokenPrefix)) {
+		return "", bad
+	}
+	id := string(raw[len(pageTokenPrefix):])
+	if len(id) > 63 || !idPattern.MatchString(id) {
+		return "", bad
+	}
+	return id, nil
+}
+
+// readOnlyFields are the instance's output-only fields, refused in a request body.
+var readOnlyFields = map[string]bool{
+	"selfLink": true, "uid": true, "lifecycle": true, "createdAt": true, "updatedAt": true,
+}
+
+// decodeCreate parses a create request, refusing unknown and read-only fields.
+func decodeCreate(body []byte) (*CreateRequest, *apiError) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, malformed(err)
+	}
+	if raw == nil {
+		return nil, newError(http.StatusBadRequest, ReasonMalformedRequestBody, "the request body must be a JSON object", nil)
+	}
+	for k := range raw {
+		if readOnlyFields[k] {
+			return nil, fieldError(k, "field "+k+" is read-only and cannot be set")
+		}
+	}
+	var req CreateRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return nil, malformed(err)
+	}
+	if dec.More() {
+		return nil, newError(http.StatusBadRequest, ReasonMalformedRequestBody, "the request body must hold one JSON object", nil)
+	}
+	if req.Type == "" {
+		return nil, fieldError("type", "type is required")
+	}
+	if req.ID != "" && (len(req.ID) > 63 || !idPattern.MatchString(req.ID)) {
+		return nil, fieldError("id", "id must be 1-63 lowercase letters, digits and '-', starting with a letter and not ending with '-'")
+	}
+	for k := range req.Labels {
+		if strings.Contains(k, "/") {
+			return nil, fieldError("labels", fmt.Sprintf("label key %q must not contain '/'", truncate(k, 64)))
+		}
+	}
+	return &req, nil
+}
+
+// Patch is a parsed PATCH body: a JSON merge patch of the mutable fields.
+// A nil pointer leaves the field alone; a field given as null clears it.
+type Patch struct {
+	DisplayName      *string
+	Description      *string
+	Labels           *map[string]string
+	InstanceMetadata *[]computev1alpha1.MetadataItem
+}
+
+// patchableFields are the fields a PATCH may change.
+var patchableFields = []string{"displayName", "description", "labels", "instanceMetadata"}
+
+// decodePatch parses a PATCH body; any field but the four mutable ones is a 400 naming it.
+func decodePatch(body []byte) (*Patch, *apiError) {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, malformed(err)
+	}
+	if raw == nil {
+		return nil, newError(http.StatusBadRequest, ReasonMalformedRequestBody, "the request body must be a JSON object", nil)
+	}
+	var p Patch
+	for k, v := range raw {
+		isNull := bytes.Equal(bytes.TrimSpace(v), []byte("null"))
+		var err error
+		switch k {
+		case "displayName":
+			s := ""
+			if !isNull {
+				err = json.Unmarshal(v, &s)
+			}
+			p.DisplayName = &s
+		case "description":
+			s := ""
+			if !isNull {
+				err = json.Unmarshal(v, &s)
+			}
+			p.Description = &s
+		case "labels":
+			m := map[string]string{}
+			if !isNull {
+				err = json.Unmarshal(v, &m)
+			}
+			for lk := range m {
+				if strings.Contains(lk, "/") {
+					return nil, fieldError("labels", fmt.Sprintf("label key %q must not contain '/'", truncate(lk, 64)))
+				}
+			}
+			p.Labels = &m
+		case "instanceMetadata":
+			var items []computev1alpha1.MetadataItem
+			if !isNull {
+				dec := json.NewDecoder(bytes.NewReader(v))
+				dec.DisallowUnknownFields()
+				err = dec.Decode(&items)
+			}
+			p.InstanceMetadata = &items
+		default:
+			if _, known := knownInstanceFields[k]; known {
+				return nil, notUpdatable(k)
+			}
+			return nil, fieldError(truncate(k, 64), fmt.Sprintf("unknown field %q; only %s may be changed", truncate(k, 64), strings.Join(patchableFields, ", ")))
+		}
+		if err != nil {
+			return nil, fieldError(k, fmt.Sprintf("field %s has the wrong type: %s", k, jsonProblem(err)))
+		}
+	}
+	return &p, nil
+}
+
+var knownInstanceFields = map[string]struct{}{
+	"selfLink": {}, "uid": {}, "id": {}, "type": {}, "hostname": {}, "lifecycle": {},
+	"disks": {}, "nics": {}, "gpus": {}, "createdAt": {}, "updatedAt": {},
+}
+
+func notUpdatable(field string) *apiError {
+	e := fieldError(field, fmt.Sprintf("field %s cannot be changed; only %s may be changed", field, strings.Join(patchableFields, ", ")))
+	e.reason = ReasonFieldNotUpdatable
+	return e
+}
+
+func fieldError(field, description string) *apiError {
+	e := newError(http.StatusBadRequest, ReasonInvalidArgument, description, map[string]string{"field": field})
+	e.violations = []FieldViolation{{Field: field, Description: description}}
+	return e
+}
+
+func malformed(err error) *apiError {
+	var ute *json.UnmarshalTypeError
+	if errors.As(err, &ute) && ute.Field != "" {
+		return fieldError(ute.Field, fmt.Sprintf("field %s must be %s, not a JSON %s", ute.Field, jsonKind(ute.Type.Kind().String()), ute.Value))
+	}
+	msg := err.Error()
+	if strings.HasPrefix(msg, "json: unknown field ") {
+		name := strings.Trim(strings.TrimPrefix(msg, "json: unknown field "), `"`)
+		return fieldError(truncate(name, 64), fmt.Sprintf("unknown field %q", truncate(name, 64)))
+	}
+	return newError(http.StatusBadRequest, ReasonMalformedRequestBody, "the request body is not valid JSON: "+jsonProblem(err), nil)
+}
+
+func jsonKind(kind string) string {
+	switch kind {
+	case "string":
+		return "a string"
+	case "int32", "int64", "int":
+		return "an integer"
+	case "bool":
+		return "a boolean"
+	case "slice":
+		return "an array"
+	case "map", "struct":
+		return "an object"
+	}
+	return kind
+}
+
+func jsonProblem(err error) string {
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return "unexpected end of input"
+	}
+	return strings.TrimPrefix(err.Error(), "json: ")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
