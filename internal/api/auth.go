@@ -49,6 +49,10 @@ func newAuthenticator(ctx context.Context, o *Options, cs kubernetes.Interface) 
 	return group.NewAuthenticatedGroupAdder(unionrequest.New(chain...)), nil
 }
 
+// maxTokenBytes bounds the tokens passed on to the authenticators: no real
+// token is near it, and a huge one should cost no TokenReview.
+const maxTokenBytes = 16 << 10
+
 // staticCA is the OIDC issuer's CA bundle read from --api-oidc-ca-file.
 type staticCA []byte
 
@@ -102,6 +106,9 @@ func newAuthorizer(o *Options, cs kubernetes.Interface) (authorizer.Authorizer, 
 func (s *Server) authenticate(r *http.Request) (*authenticator.Response, *apiError) {
 	if r.Header.Get("Authorization") == "" {
 		return nil, newError(http.StatusUnauthorized, ReasonUnauthenticated, "the request has no bearer token: send Authorization: Bearer <token>", nil)
+	}
+	if len(r.Header.Get("Authorization")) > maxTokenBytes {
+		return nil, newError(http.StatusUnauthorized, ReasonUnauthenticated, "the bearer token is invalid or expired", nil)
 	}
 	resp, ok, err := s.authn.AuthenticateRequest(r)
 	if err != nil || !ok {

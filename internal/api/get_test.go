@@ -183,3 +183,10 @@ func assertKeyOrder(t *testing.T, body []byte, want []string) {
 		}
 	}
 }
+
+func runningStatus() computev1alpha1.InstanceStatus {
+	return computev1alpha1.InstanceStatus{
+		Lifecycle: computev1alpha1.Lifecycle{Status: computev1alpha1.LifecycleRunning, StatusMessage: "the machine is up"},
+		Hostname:  "host-1",
+	}
+}

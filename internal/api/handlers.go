@@ -194,9 +194,9 @@ func (op *operation) create() error {
 	if err != nil {
 		return err
 	}
-	req, err := decodeCreate(body)
-	if err != nil {
-		return err
+	req, derr := decodeCreate(body)
+	if derr != nil {
+		return derr
 	}
 	in := &computev1alpha1.Instance{
 		ObjectMeta: metav1.ObjectMeta{
@@ -235,9 +235,9 @@ func (op *operation) patch() error {
 	if err != nil {
 		return err
 	}
-	p, err := decodePatch(body)
-	if err != nil {
-		return err
+	p, derr := decodePatch(body)
+	if derr != nil {
+		return derr
 	}
 	return op.update(func(in *computev1alpha1.Instance) {
 		if p.DisplayName != nil {

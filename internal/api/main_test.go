@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -62,7 +63,12 @@ func TestMain(m *testing.M) {
 }
 
 func runSuite(m *testing.M) int {
-	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
+	// API_TEST_LOG=1 shows the server's logs.
+	if os.Getenv("API_TEST_LOG") != "" {
+		ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true)))
+	} else {
+		ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
+	}
 	var err error
 	env, err = testenv.Start()
 	if err != nil {
@@ -413,3 +419,10 @@ func pemOfServer(s *httptest.Server) []byte {
 }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+func createProjectNamespace(name, region, project string) error {
+	return env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
+		computev1alpha1.RegionLabel: region, computev1alpha1.ProjectLabel: project}}})
+}
+
+func encodePageTokenRaw(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }

@@ -17,7 +17,7 @@ const maxLimiters = 10000
 // rateLimiter is a token bucket per principal.
 type rateLimiter struct {
 	perSecond rate.Limit
-	burst int
+	burst     int
 
 	mu       sync.Mutex
 	limiters map[string]*principalLimiter

@@ -117,7 +117,7 @@ func (s *Server) Start(ctx context.Context) error {
 		ReadTimeout:       s.opts.ReadTimeout,
 		WriteTimeout:      s.opts.WriteTimeout,
 		IdleTimeout:       s.opts.IdleTimeout,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    1 << 20,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
 	if !s.opts.EnableHTTP2 {
@@ -171,31 +171,48 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
-// Handler is the server's whole HTTP handler.
+// Handler is the server's whole HTTP handler. It dispatches on the raw path
+// itself: http.ServeMux would answer unclean paths ("..") with a redirect
+// instead of the envelope.
 func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	probe := func(w http.ResponseWriter, r *http.Request, ok bool, notOK string) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeError(w, newError(http.StatusMethodNotAllowed, ReasonMethodNotAllowed, "method "+truncate(r.Method, 16)+" is not allowed on "+r.URL.Path+"; allowed: GET", nil))
+			return
+		}
 		w.Header().Set("Content-Type", "text/plain")
-		_, _ = w.Write([]byte("ok"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain")
-		if !s.ready.Load() {
+		if !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("the cache has not synced"))
+			_, _ = w.Write([]byte(notOK))
 			return
 		}
 		_, _ = w.Write([]byte("ok"))
+	}
+	dispatch := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch path := r.URL.Path; {
+		case path == "/healthz":
+			setRouteLabel(r, path)
+			probe(w, r, true, "")
+		case path == "/readyz":
+			setRouteLabel(r, path)
+			probe(w, r, s.ready.Load(), "the cache has not synced")
+		case path == "/openapi.json":
+			setRouteLabel(r, path)
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				w.Header().Set("Allow", "GET, HEAD")
+				writeError(w, newError(http.StatusMethodNotAllowed, ReasonMethodNotAllowed, "method "+truncate(r.Method, 16)+" is not allowed on /openapi.json; allowed: GET", nil))
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(OpenAPIDocument)
+		case strings.HasPrefix(path, "/v1/"):
+			s.serveAPI(w, r)
+		default:
+			writeError(w, notFoundRoute(r))
+		}
 	})
-	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(OpenAPIDocument)
-	})
-	mux.HandleFunc("/v1/", s.serveAPI)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, notFoundRoute(r))
-	})
-	return s.withRequestID(s.withAccessLog(s.withRecover(mux)))
+	return s.withRequestID(s.withAccessLog(s.withRecover(dispatch)))
 }
 
 func notFoundRoute(r *http.Request) *apiError {
@@ -383,4 +400,3 @@ func (s *Server) withRecover(next http.Handler) http.Handler {
 func internalError() *apiError {
 	return newError(http.StatusInternalServerError, ReasonInternal, "internal error; try again later", nil)
 }
-
