@@ -40,8 +40,8 @@ func TestCreate(t *testing.T) {
 			"id": "created-1", "displayName": "first", "description": "made by the test",
 			"labels": map[string]string{"team": "ml"}, "type": typeURI,
 			"instanceMetadata": []map[string]string{{"key": "ssh-keys", "value": "admin:ssh-ed25519 AAAA admin@host"}},
-			"disks": []map[string]any{{"sizeGb": 50, "boot": true, "source": "/v1/regions/us-texas-1/compute/images/ubuntu-24.04-20260202-3"}},
-			"gpus":  []map[string]any{{"type": "/v1/regions/us-texas-1/gpu-types/h100-80gb", "count": 2}},
+			"disks":            []map[string]any{{"sizeGb": 50, "boot": true, "source": "/v1/regions/us-texas-1/compute/images/ubuntu-24.04-20260202-3"}},
+			"gpus":             []map[string]any{{"type": "/v1/regions/us-texas-1/gpu-types/h100-80gb", "count": 2}},
 		})
 		if r.StatusCode != http.StatusCreated {
 			t.Fatalf("status = %d: %s", r.StatusCode, r.body)

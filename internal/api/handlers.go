@@ -90,7 +90,7 @@ func (op *operation) resolve() error {
 	if conflict != nil {
 		op.s.log(op.r).Error(conflict, "cannot map the project to one namespace", "region", op.rt.region, "project", op.rt.project)
 		return newError(http.StatusInternalServerError, ReasonProjectMappingClash,
-			fmt.Sprintf("project %q of region %q is claimed by more than one namespace; an administrator must resolve it", op.rt.project, op.rt.region),
+			fmt.Sprintf("project %q of region %q is configured more than once; an administrator must resolve the conflict", op.rt.project, op.rt.region),
 			map[string]string{"region": op.rt.region, "project": op.rt.project})
 	}
 	if ns == "" {
