@@ -34,16 +34,17 @@ func machineFrom(inst *computev1alpha1.Instance, o observation) (*provider.Machi
 		NICs:     nicStatuses(inst, vmi),
 	}
 	halted := vm.Spec.RunStrategy != nil && *vm.Spec.RunStrategy == kubevirtv1.RunStrategyHalted
-	vmiActive := vmi != nil && vmi.DeletionTimestamp == nil &&
-		vmi.Status.Phase != kubevirtv1.Succeeded && vmi.Status.Phase != kubevirtv1.Failed
+	// A VMI being deleted is a guest shutting down, until it is gone.
+	vmiAlive := vmi != nil && vmi.Status.Phase != kubevirtv1.Succeeded && vmi.Status.Phase != kubevirtv1.Failed
+	vmiActive := vmiAlive && vmi.DeletionTimestamp == nil
 	paused := vmi != nil && vmiCondition(vmi, kubevirtv1.VirtualMachineInstancePaused) == corev1.ConditionTrue
-	request := vm.Annotations[PowerRequestAnnotation]
+	request, _, _ := strings.Cut(vm.Annotations[PowerRequestAnnotation], "/")
 
 	status := vm.Status.PrintableStatus
 	switch {
 	case vm.DeletionTimestamp != nil || status == kubevirtv1.VirtualMachineStatusTerminating:
 		m.Phase, m.Message = provider.PhaseDeleting, "the VirtualMachine is being deleted"
-	case halted && vmiActive:
+	case halted && vmiAlive:
 		m.Phase, m.Message = provider.PhaseStopping, "the guest is shutting down"
 	case halted:
 		m.Phase, m.Message = provider.PhaseStopped, "the VirtualMachine is stopped"

@@ -301,7 +301,13 @@ func (d *Double) reconcileVM(ctx context.Context, req ctrl.Request) (ctrl.Result
 	default:
 		status = kubevirtv1.VirtualMachineStatusStarting
 	}
-	return ctrl.Result{}, d.setVMStatus(ctx, vm, status, vmi)
+	if err := d.setVMStatus(ctx, vm, status, vmi); err != nil {
+		return ctrl.Result{}, err
+	}
+	if final && knobs.holdRepair {
+		return ctrl.Result{RequeueAfter: poll}, nil
+	}
+	return ctrl.Result{}, nil
 }
 
 // setVMStatus writes the VM's status as virt-controller does: the printable
