@@ -57,6 +57,7 @@ func (s *SubresourcePauser) put(ctx context.Context, namespace, name, subresourc
 		Resource("virtualmachineinstances").
 		Name(name).
 		SubResource(subresource).
+		SetHeader("Content-Type", "application/json").
 		Body([]byte("{}")).
 		Do(ctx).
 		Error()
