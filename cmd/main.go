@@ -5,7 +5,9 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"os"
+	"path/filepath"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -16,7 +18,11 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
+	"github.com/k0rdent-ai/instance-operator/controllers"
 	"github.com/k0rdent-ai/instance-operator/internal/api"
+	"github.com/k0rdent-ai/instance-operator/internal/provider"
+	"github.com/k0rdent-ai/instance-operator/internal/provider/kubevirt"
+	"github.com/k0rdent-ai/instance-operator/internal/provider/simulated"
 )
 
 var scheme = runtime.NewScheme()
@@ -44,6 +50,25 @@ func main() {
 	flag.BoolVar(&enableAPI, "enable-api", true,
 		"Serve the REST API (not leader-gated, so API replicas scale out).")
 	// Each part binds its own flags here.
+	var (
+		providerName    string
+		kubevirtCatalog string
+		kubeAPIQPS      float64
+		kubeAPIBurst    int
+	)
+	flag.StringVar(&providerName, "provider", simulated.Name,
+		"The cloud that runs the machines: simulated (for development and tests) or kubevirt.")
+	flag.StringVar(&kubevirtCatalog, "kubevirt-catalog", "",
+		"With --provider=kubevirt, a catalog file of instance types and images; empty for the built-in one.")
+	flag.Float64Var(&kubeAPIQPS, "kube-api-qps", 200, "Queries per second the manager may send to the kube-apiserver.")
+	flag.IntVar(&kubeAPIBurst, "kube-api-burst", 400, "Burst of queries the manager may send to the kube-apiserver.")
+	reconcilerOpts := controllers.DefaultOptions()
+	reconcilerOpts.BindFlags(flag.CommandLine)
+	simCfg := simulated.DefaultConfig()
+	// The simulated cloud keeps its machines on disk by default, so that a
+	// restarted operator neither loses nor duplicates them.
+	simCfg.StateDir = filepath.Join(os.TempDir(), "instance-operator-simulated")
+	simulated.BindFlags(flag.CommandLine, &simCfg)
 	apiOpts := api.BindFlags(flag.CommandLine)
 
 	zapOpts := zap.Options{Development: true}
@@ -53,7 +78,12 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	setupLog := ctrl.Log.WithName("setup")
 
-	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+	restConfig := ctrl.GetConfigOrDie()
+	restConfig.QPS, restConfig.Burst = float32(kubeAPIQPS), kubeAPIBurst
+	if providerName == kubevirt.Name {
+		utilruntime.Must(kubevirt.AddToScheme(scheme))
+	}
+	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:        probeAddr,
@@ -75,7 +105,16 @@ func main() {
 	}
 
 	if enableControllers {
-		// The controllers are set up here.
+		prov, err := newProvider(mgr, providerName, simCfg, kubevirtCatalog)
+		if err != nil {
+			setupLog.Error(err, "failed to set up the provider", "provider", providerName)
+			os.Exit(1)
+		}
+		r := &controllers.InstanceReconciler{Provider: prov, Options: reconcilerOpts}
+		if err := r.SetupWithManager(mgr); err != nil {
+			setupLog.Error(err, "failed to set up the Instance controller")
+			os.Exit(1)
+		}
 	}
 	if enableAPI {
 		if _, err := api.AddToManager(mgr, *apiOpts); err != nil {
@@ -89,4 +128,15 @@ func main() {
 		setupLog.Error(err, "the manager stopped with an error")
 		os.Exit(1)
 	}
+}
+
+// newProvider builds the provider that --provider names.
+func newProvider(mgr ctrl.Manager, name string, simCfg simulated.Config, kubevirtCatalog string) (provider.Provider, error) {
+	switch name {
+	case simulated.Name:
+		return simulated.New(simCfg)
+	case kubevirt.Name:
+		return kubevirt.NewForManager(mgr, kubevirtCatalog)
+	}
+	return nil, fmt.Errorf("unknown provider %q: use %s or %s", name, simulated.Name, kubevirt.Name)
 }

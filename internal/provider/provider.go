@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 )
@@ -58,6 +59,10 @@ type Machine struct {
 	// NICs are the addresses assigned, one per spec.nics entry (one for the
 	// default network when spec.nics is empty).
 	NICs []computev1alpha1.NICStatus
+	// NextChangeIn is when the provider expects the machine's phase to change
+	// next (a boot or a shutdown finishing), for the caller to look again then;
+	// zero when it does not know.
+	NextChangeIn time.Duration
 }
 
 // Provider runs machines for Instances. Every method is idempotent and
@@ -106,6 +111,15 @@ func AsPermanent(err error) (*PermanentError, bool) {
 	var p *PermanentError
 	ok := errors.As(err, &p)
 	return p, ok
+}
+
+// ReplacementToken is the create token of the machine that replaces one lost
+// out of band. It is derived from the lost machine's token, so that a retried
+// or restarted replacement sends the same token, and differs from it, so that
+// the provider does not answer with the machine that is gone.
+func ReplacementToken(previous string) string {
+	sum := sha256.Sum256([]byte("replace/" + previous))
+	return hex.EncodeToString(sum[:16])
 }
 
 // CreateToken is the idempotency token of an instance's create call, derived
