@@ -1,0 +1,194 @@
+package kubevirt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/k0rdent-ai/instance-operator/internal/provider"
+	"github.com/k0rdent-ai/instance-operator/internal/testenv"
+)
+
+// render runs the real kubectl's kustomize on a config directory and returns its objects.
+func render(t *testing.T, dir string) []unstructured.Unstructured {
+	t.Helper()
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err := env.Kubectl(t, "", "kustomize", filepath.Join(root, "config", dir))
+	if err != nil {
+		t.Fatalf("kubectl kustomize config/%s: %v: %s", dir, err, stderr)
+	}
+	var objs []unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewBufferString(out), 4096)
+	for {
+		var u unstructured.Unstructured
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return objs
+			}
+			t.Fatal(err)
+		}
+		if len(u.Object) > 0 {
+			objs = append(objs, u)
+		}
+	}
+}
+
+func find(t *testing.T, objs []unstructured.Unstructured, kind, name string, into any) {
+	t.Helper()
+	for _, u := range objs {
+		if u.GetKind() == kind && u.GetName() == name {
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatalf("no %s %s in the rendered config", kind, name)
+}
+
+func TestConfigKubevirtRendersTheProvider(t *testing.T) {
+	objs := render(t, "kubevirt")
+	dep := &appsv1.Deployment{}
+	find(t, objs, "Deployment", "instance-operator-controller-manager", dep)
+	c := dep.Spec.Template.Spec.Containers[0]
+	for _, arg := range []string{"--leader-elect", "--provider=kubevirt", "--kubevirt-catalog=/etc/instance-operator/kubevirt/catalog.yaml"} {
+		if !slices.Contains(c.Args, arg) {
+			t.Errorf("manager args %v lack %s", c.Args, arg)
+		}
+	}
+	if len(c.VolumeMounts) != 1 || c.VolumeMounts[0].MountPath != "/etc/instance-operator/kubevirt" ||
+		len(dep.Spec.Template.Spec.Volumes) != 1 || dep.Spec.Template.Spec.Volumes[0].ConfigMap == nil {
+		t.Fatalf("catalog volume = %+v / %+v", dep.Spec.Template.Spec.Volumes, c.VolumeMounts)
+	}
+	cmName := dep.Spec.Template.Spec.Volumes[0].ConfigMap.Name
+	cm := &corev1.ConfigMap{}
+	find(t, objs, "ConfigMap", cmName, cm)
+	if cm.Namespace != "instance-operator-system" {
+		t.Errorf("catalog ConfigMap namespace = %s", cm.Namespace)
+	}
+	// The shipped catalog loads.
+	path := filepath.Join(t.TempDir(), "catalog.yaml")
+	if err := os.WriteFile(path, []byte(cm.Data["catalog.yaml"]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadCatalog(path); err != nil {
+		t.Errorf("the shipped catalog: %v", err)
+	}
+
+	binding := &rbacv1.ClusterRoleBinding{}
+	find(t, objs, "ClusterRoleBinding", "instance-operator-kubevirt-provider-rolebinding", binding)
+	if binding.RoleRef.Name != "instance-operator-kubevirt-provider-role" || len(binding.Subjects) != 1 ||
+		binding.Subjects[0].Name != "instance-operator-controller-manager" || binding.Subjects[0].Namespace != "instance-operator-system" {
+		t.Errorf("binding = %+v", binding)
+	}
+
+	// Without the provider, no KubeVirt permission is granted.
+	for _, u := range render(t, "default") {
+		data, _ := u.MarshalJSON()
+		if strings.Contains(string(data), "kubevirt.io\"") {
+			t.Errorf("config/default grants KubeVirt access in %s %s", u.GetKind(), u.GetName())
+		}
+	}
+}
+
+// TestRBACIsEnough runs the provider as a user bound only to the rendered
+// manager and KubeVirt roles, through create, observe, stop, release and
+// delete, and asks the API server whether it may pause and unpause.
+func TestRBACIsEnough(t *testing.T) {
+	ctx := context.Background()
+	objs := render(t, "kubevirt")
+	const user = "kubevirt-provider-test"
+	for _, name := range []string{"instance-operator-manager-role", "instance-operator-kubevirt-provider-role"} {
+		role := &rbacv1.ClusterRole{}
+		find(t, objs, "ClusterRole", name, role)
+		role.Name = "rbac-test-" + name
+		role.ResourceVersion = ""
+		if err := k8sClient.Create(ctx, role); err != nil {
+			t.Fatal(err)
+		}
+		binding := &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
+		}
+		if err := k8sClient.Create(ctx, binding); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = k8sClient.Delete(context.Background(), binding)
+			_ = k8sClient.Delete(context.Background(), role)
+		})
+	}
+	authn, err := env.Environment.ControlPlane.AddUser(envtest.User{Name: user}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	userClient, err := client.New(authn.Config(), client.Options{Scheme: testScheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	inst := newInstance(t, nil)
+	p := New(userClient, Options{Pauser: double})
+	hold(t, double.HoldImports)
+	if _, err := p.Create(ctx, inst); err != nil {
+		t.Fatalf("Create as the manager: %v", err)
+	}
+	// Reading the import's progress needs the DataVolumes.
+	eventually(t, "the import progress, read as the manager", func() (bool, string) {
+		m, err := p.Observe(ctx, inst)
+		if err != nil {
+			return false, err.Error()
+		}
+		return strings.Contains(m.Message, "ImportInProgress"), m.Message
+	})
+	double.HoldImports(false)
+	observeUntil(t, p, inst, provider.PhaseRunning)
+	if err := p.SetPower(ctx, inst, provider.PowerStop); err != nil {
+		t.Fatalf("Stop as the manager: %v", err)
+	}
+	observeUntil(t, p, inst, provider.PhaseStopped)
+	if err := p.Release(ctx, inst); err != nil {
+		t.Fatalf("Release as the manager: %v", err)
+	}
+	if err := p.Delete(ctx, inst); err != nil {
+		t.Fatalf("Delete as the manager: %v", err)
+	}
+	goneUntil(t, p, inst)
+
+	for _, sub := range []string{"pause", "unpause"} {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: user,
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: inst.Namespace, Verb: "update", Group: "subresources.kubevirt.io",
+				Resource: "virtualmachineinstances", Subresource: sub, Name: inst.Name,
+			},
+		}}
+		if err := k8sClient.Create(ctx, sar); err != nil {
+			t.Fatal(err)
+		}
+		if !sar.Status.Allowed {
+			t.Errorf("the manager may not %s VMIs: %s", sub, sar.Status.Reason)
+		}
+	}
+}
