@@ -409,7 +409,7 @@ func TestDeletedOutOfBand(t *testing.T) {
 	}
 
 	// The reconciler replaces it under a new token.
-	inst.Status.Machine.CreateToken = provider.ReplacementToken(inst.Status.Machine.CreateToken)
+	inst.Status.Machine.CreateToken = "replacement-of-" + inst.Status.Machine.CreateToken
 	if _, err := p.Create(ctx, inst); err != nil {
 		t.Fatalf("Create of the replacement: %v", err)
 	}
