@@ -121,7 +121,7 @@ func run() error {
 		Log: prefixed("stack | "),
 		ManagerArgs: []string{
 			fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort),
-			fmt.Sprintf("--max-concurrent-reconciles=%d", s.Concurrency),
+			fmt.Sprintf("--concurrency=%d", s.Concurrency),
 			"--sim-latency-allocate=0", "--sim-latency-boot=0", "--sim-latency-stop=0",
 			"--sim-latency-suspend=0", "--sim-latency-resume=0", "--sim-latency-delete=0",
 			fmt.Sprintf("--sim-instance-types=%s=%d", benchTypeName, 10*s.MemN),

@@ -221,7 +221,7 @@ func faults(ctx context.Context, e env, results *checks) error {
 		"--sim-latency-allocate=100ms", "--sim-latency-boot=100ms", "--sim-latency-delete=100ms", "--sim-latency-stop=100ms",
 		fmt.Sprintf("--sim-instance-types=%s=%d", typeName, 10*n),
 		"--sim-transient-error-rate=0.3", "--sim-slow-call-rate=0.1",
-		"--provider-timeout=1s", "--sim-slow-call-delay=3s")
+		"--provider-call-timeout=1s", "--sim-slow-call-delay=3s")
 	if err != nil {
 		return err
 	}
