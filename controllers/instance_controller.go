@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -101,7 +101,6 @@ func (r *InstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 		r.pause(p)
 		return ctrl.Result{}, nil
 	}
-	r.setCondition(p, computev1alpha1.ConditionPaused, false, computev1alpha1.ReasonNotPaused, "the instance is reconciled")
 	if !inst.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, r.reconcileDelete(ctx, p)
 	}
@@ -498,6 +497,7 @@ func (r *InstanceReconciler) finish(ctx context.Context, p *pass, err error) (ct
 		}
 	}
 	if !paused {
+		r.setCondition(p, computev1alpha1.ConditionPaused, false, computev1alpha1.ReasonNotPaused, "the instance is reconciled")
 		r.judge(p, err, opts)
 	}
 	if err == nil || permanent {

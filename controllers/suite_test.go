@@ -69,7 +69,7 @@ type operator struct {
 
 // harness is one test's namespace, fake clock, cloud state directory and operator.
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	ns       string
 	c        client.Client
 	clock    *clocktesting.FakeClock
@@ -83,7 +83,7 @@ var nsCounter atomic.Int32
 
 // newHarness starts an operator on a fresh namespace. Every step of the
 // simulated cloud takes one `step` of fake time unless tune changes it.
-func newHarness(t *testing.T, tune func(*simulated.Config, *controllers.Options)) *harness {
+func newHarness(t testing.TB, tune func(*simulated.Config, *controllers.Options)) *harness {
 	t.Helper()
 	ns := fmt.Sprintf("reconcile-%d-%d", os.Getpid()%10000, nsCounter.Add(1))
 	if err := env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
@@ -282,7 +282,7 @@ func (h *harness) expect(inst *computev1alpha1.Instance, lifecycle computev1alph
 }
 
 // kstatus computes the instance's status as Flux does.
-func kstatus(t *testing.T, inst *computev1alpha1.Instance) status.Status {
+func kstatus(t testing.TB, inst *computev1alpha1.Instance) status.Status {
 	t.Helper()
 	obj := inst.DeepCopy()
 	obj.SetGroupVersionKind(computev1alpha1.GroupVersion.WithKind("Instance"))

@@ -38,11 +38,11 @@ type machine struct {
 	Name      string `json:"name"`
 	UID       string `json:"uid"`
 	// Type is the instance type's name, GPUs the GPU counts by type name.
-	Type     string                        `json:"type"`
-	Zone     string                        `json:"zone,omitempty"`
-	GPUs     map[string]int                `json:"gpus,omitempty"`
-	Hostname string                        `json:"hostname"`
-	NICs     []computev1alpha1.NICStatus   `json:"nics"`
+	Type     string                         `json:"type"`
+	Zone     string                         `json:"zone,omitempty"`
+	GPUs     map[string]int                 `json:"gpus,omitempty"`
+	Hostname string                         `json:"hostname"`
+	NICs     []computev1alpha1.NICStatus    `json:"nics"`
 	Metadata []computev1alpha1.MetadataItem `json:"metadata,omitempty"`
 
 	Phase provider.Phase `json:"phase"`
