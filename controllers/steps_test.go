@@ -135,7 +135,9 @@ func (f *fakeProvider) Create(_ context.Context, inst *computev1alpha1.Instance)
 	return &c, nil
 }
 
-func (f *fakeProvider) Update(context.Context, *computev1alpha1.Instance) error { return f.call("Update") }
+func (f *fakeProvider) Update(context.Context, *computev1alpha1.Instance) error {
+	return f.call("Update")
+}
 
 func (f *fakeProvider) SetPower(_ context.Context, inst *computev1alpha1.Instance, a provider.PowerAction) error {
 	if err := f.call(string(a)); err != nil {
