@@ -1,0 +1,423 @@
+package kubevirt
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	kubevirtv1 "kubevirt.io/api/core/v1"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
+	"github.com/k0rdent-ai/instance-operator/controllers"
+)
+
+// operatorOnKubeVirt runs the Instance reconciler of controllers/ on this
+// provider, as --provider=kubevirt does (the manager's cached client, its API
+// reader for create conflicts), with the double standing in for virt-api's
+// pause subresource. It watches one namespace.
+func operatorOnKubeVirt(t *testing.T, ns string) {
+	t.Helper()
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:                 testScheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New(mgr.GetClient(), Options{Pauser: double, APIReader: mgr.GetAPIReader()})
+	r := &controllers.InstanceReconciler{Provider: p, Options: controllers.Options{
+		PollInterval:   20 * time.Millisecond,
+		ResyncPeriod:   100 * time.Millisecond,
+		CallTimeout:    5 * time.Second,
+		RetryBaseDelay: 10 * time.Millisecond,
+		RetryMaxDelay:  200 * time.Millisecond,
+	}}
+	if err := r.SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("the operator stopped with an error: %v", err)
+		}
+	})
+}
+
+// kstatusOf is kstatus' verdict on the instance, as Flux computes it.
+func kstatusOf(t *testing.T, inst *computev1alpha1.Instance) status.Status {
+	t.Helper()
+	obj := inst.DeepCopy()
+	obj.SetGroupVersionKind(computev1alpha1.GroupVersion.WithKind("Instance"))
+	content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := status.Compute(&unstructured.Unstructured{Object: content})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Status
+}
+
+func summary(inst *computev1alpha1.Instance) string {
+	var conds []string
+	for _, c := range inst.Status.Conditions {
+		conds = append(conds, fmt.Sprintf("%s=%s/%s", c.Type, c.Status, c.Reason))
+	}
+	return fmt.Sprintf("%s %q gen=%d observed=%d %v", inst.Status.Lifecycle.Status, inst.Status.Lifecycle.StatusMessage,
+		inst.Generation, inst.Status.ObservedGeneration, conds)
+}
+
+// waitInstance polls the stored instance until cond holds.
+func waitInstance(t *testing.T, k types.NamespacedName, what string, cond func(*computev1alpha1.Instance) bool) *computev1alpha1.Instance {
+	t.Helper()
+	var inst *computev1alpha1.Instance
+	eventually(t, what, func() (bool, string) {
+		inst = &computev1alpha1.Instance{}
+		if err := k8sClient.Get(context.Background(), k, inst); err != nil {
+			return false, err.Error()
+		}
+		return cond(inst), summary(inst)
+	})
+	return inst
+}
+
+func inLifecycle(s computev1alpha1.LifecycleStatus) func(*computev1alpha1.Instance) bool {
+	return func(i *computev1alpha1.Instance) bool { return i.Status.Lifecycle.Status == s }
+}
+
+// settled is the instance at the lifecycle its powerState asks for, with the
+// conditions and observedGeneration of a finished pass and kstatus Current.
+func settled(t *testing.T, k types.NamespacedName, s computev1alpha1.LifecycleStatus, readyReason string) *computev1alpha1.Instance {
+	t.Helper()
+	return waitInstance(t, k, "settled in "+string(s), func(i *computev1alpha1.Instance) bool {
+		return i.Status.Lifecycle.Status == s && i.Status.ObservedGeneration == i.Generation &&
+			meta.IsStatusConditionTrue(i.Status.Conditions, computev1alpha1.ConditionReady) &&
+			meta.FindStatusCondition(i.Status.Conditions, computev1alpha1.ConditionReady).Reason == readyReason &&
+			meta.IsStatusConditionFalse(i.Status.Conditions, computev1alpha1.ConditionReconciling) &&
+			meta.IsStatusConditionFalse(i.Status.Conditions, computev1alpha1.ConditionStalled) &&
+			kstatusOf(t, i) == status.CurrentStatus
+	})
+}
+
+// inTransit checks an instance on its way: Ready False with reason,
+// Reconciling True, kstatus InProgress.
+func inTransit(t *testing.T, k types.NamespacedName, s computev1alpha1.LifecycleStatus, readyReason string) *computev1alpha1.Instance {
+	t.Helper()
+	return waitInstance(t, k, "in transit in "+string(s), func(i *computev1alpha1.Instance) bool {
+		ready := meta.FindStatusCondition(i.Status.Conditions, computev1alpha1.ConditionReady)
+		return i.Status.Lifecycle.Status == s && ready != nil && ready.Status == metav1.ConditionFalse && ready.Reason == readyReason &&
+			meta.IsStatusConditionTrue(i.Status.Conditions, computev1alpha1.ConditionReconciling) &&
+			kstatusOf(t, i) == status.InProgressStatus
+	})
+}
+
+// applyInstance creates the seed's sample in a fresh namespace watched by a fresh operator.
+func applyInstance(t *testing.T, mutate func(*computev1alpha1.Instance)) types.NamespacedName {
+	t.Helper()
+	inst := sampleInstance(t)
+	inst.UID = ""
+	inst.Status = computev1alpha1.InstanceStatus{}
+	inst.Namespace = newNamespace(t)
+	if mutate != nil {
+		mutate(inst)
+	}
+	operatorOnKubeVirt(t, inst.Namespace)
+	if err := k8sClient.Create(context.Background(), inst); err != nil {
+		t.Fatal(err)
+	}
+	return key(inst)
+}
+
+func changeInstance(t *testing.T, k types.NamespacedName, change func(*computev1alpha1.Instance)) {
+	t.Helper()
+	for range 10 {
+		inst := &computev1alpha1.Instance{}
+		if err := k8sClient.Get(context.Background(), k, inst); err != nil {
+			t.Fatal(err)
+		}
+		change(inst)
+		err := k8sClient.Update(context.Background(), inst)
+		if err == nil {
+			return
+		}
+		if !apierrors.IsConflict(err) {
+			t.Fatal(err)
+		}
+	}
+	t.Fatalf("failed to update %s", k)
+}
+
+func TestReconcilerCreateToRunning(t *testing.T) {
+	hold(t, double.HoldImports)
+	hold(t, double.HoldBoot)
+	k := applyInstance(t, nil)
+
+	inst := inTransit(t, k, computev1alpha1.LifecycleProvisioning, computev1alpha1.ReasonProvisioning)
+	waitInstance(t, k, "the import progress in statusMessage", func(i *computev1alpha1.Instance) bool {
+		return strings.Contains(i.Status.Lifecycle.StatusMessage, "ImportInProgress 45.00%")
+	})
+	if inst.Status.Machine.Provider != Name || inst.Status.Machine.CreateToken == "" {
+		t.Errorf("status.machine = %+v", inst.Status.Machine)
+	}
+	vm := &kubevirtv1.VirtualMachine{}
+	if err := k8sClient.Get(context.Background(), k, vm); err != nil {
+		t.Fatal(err)
+	}
+	if vm.Annotations[CreateTokenAnnotation] != inst.Status.Machine.CreateToken || !metav1.IsControlledBy(vm, inst) {
+		t.Errorf("the VM is not the instance's: %+v", vm.ObjectMeta)
+	}
+
+	double.HoldImports(false)
+	inTransit(t, k, computev1alpha1.LifecycleStaging, computev1alpha1.ReasonStaging)
+	double.HoldBoot(false)
+	inst = settled(t, k, computev1alpha1.LifecycleRunning, computev1alpha1.ReasonRunning)
+	if inst.Status.Machine.ID != k.Namespace+"/"+k.Name || inst.Status.Hostname != k.Name ||
+		len(inst.Status.NICs) != 1 || !strings.HasPrefix(inst.Status.NICs[0].IPv4Address, "10.244.0.") {
+		t.Errorf("status = %+v", inst.Status)
+	}
+	var seen []computev1alpha1.LifecycleStatus
+	for _, h := range inst.Status.History {
+		seen = append(seen, h.Status)
+	}
+	if got := fmt.Sprint(seen); got != "[PROVISIONING STAGING RUNNING]" {
+		t.Errorf("history = %s", got)
+	}
+
+	// kubectl shows it as users see it.
+	out, stderr, err := env.Kubectl(t, "", "get", "instances", "-n", k.Namespace, "--no-headers")
+	if err != nil {
+		t.Fatalf("kubectl get instances: %v: %s", err, stderr)
+	}
+	if f := strings.Fields(out); len(f) < 6 || f[1] != "RUNNING" || f[2] != "g1-xlarge" || !strings.HasPrefix(f[4], "10.244.0.") || f[5] != "True" {
+		t.Errorf("kubectl get instances = %q", out)
+	}
+}
+
+func TestReconcilerStopAndStart(t *testing.T) {
+	k := applyInstance(t, nil)
+	settled(t, k, computev1alpha1.LifecycleRunning, computev1alpha1.ReasonRunning)
+
+	hold(t, double.HoldShutdown)
+	changeInstance(t, k, func(i *computev1alpha1.Instance) { i.Spec.PowerState = computev1alpha1.PowerStateStopped })
+	inTransit(t, k, computev1alpha1.LifecycleStopping, computev1alpha1.ReasonStopping)
+	double.HoldShutdown(false)
+	settled(t, k, computev1alpha1.LifecycleTerminated, computev1alpha1.ReasonStopped)
+	vm := &kubevirtv1.VirtualMachine{}
+	if err := k8sClient.Get(context.Background(), k, vm); err != nil {
+		t.Fatal(err)
+	}
+	if *vm.Spec.RunStrategy != kubevirtv1.RunStrategyHalted || vm.Status.PrintableStatus != kubevirtv1.VirtualMachineStatusStopped {
+		t.Errorf("VM runStrategy %s, printableStatus %s", *vm.Spec.RunStrategy, vm.Status.PrintableStatus)
+	}
+
+	hold(t, double.HoldBoot)
+	changeInstance(t, k, func(i *computev1alpha1.Instance) { i.Spec.PowerState = computev1alpha1.PowerStateRunning })
+	inTransit(t, k, computev1alpha1.LifecycleStaging, computev1alpha1.ReasonStaging)
+	double.HoldBoot(false)
+	settled(t, k, computev1alpha1.LifecycleRunning, computev1alpha1.ReasonRunning)
+}
+
+func TestReconcilerSuspendAndResume(t *testing.T) {
+	k := applyInstance(t, nil)
+	settled(t, k, computev1alpha1.LifecycleRunning, computev1alpha1.ReasonRunning)
+
+	hold(t, double.HoldPause)
+	changeInstance(t, k, func(i *computev1alpha1.Instance) { i.Spec.PowerState = computev1alpha1.PowerStateSuspended })
+	inTransit(t, k, computev1alpha1.LifecycleSuspending, computev1alpha1.ReasonSuspending)
+	double.HoldPause(false)
+	settled(t, k, computev1alpha1.LifecycleSuspended, computev1alpha1.ReasonSuspended)
+
+	double.HoldPause(true)
+	changeInstance(t, k, func(i *computev1alpha1.Instance) { i.Spec.PowerState = computev1alpha1.PowerStateRunning })
+	inTransit(t, k, computev1alpha1.LifecycleStaging, computev1alpha1.ReasonStaging)
+	double.HoldPause(false)
+	settled(t, k, computev1alpha1.LifecycleRunning, computev1alpha1.ReasonRunning)
+}
+
+func TestReconcilerRepair(t *testing.T) {
+	k := applyInstance(t, nil)
+	settled(t, k, computev1alpha1.LifecycleRunning, computev1alpha1.ReasonRunning)
+	hold(t, double.HoldRepair)
+	if err := double.FailHost(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	inst := inTransit(t, k, computev1alpha1.LifecycleRepairing, computev1alpha1.ReasonRepairing)
+	if !strings.Contains(inst.Status.Lifecycle.StatusMessage, "NodeUnresponsive") {
+		t.Errorf("statusMessage = %q", inst.Status.Lifecycle.StatusMessage)
+	}
+	double.HoldRepair(false)
+	settled(t, k, computev1alpha1.LifecycleRunning, computev1alpha1.ReasonRunning)
+}
+
+func TestReconcilerWaitsForCapacity(t *testing.T) {
+	const why = "0/3 nodes are available: 3 Insufficient nvidia.com/GH100_H100_SXM5_80GB."
+	inst := sampleInstance(t)
+	ns := newNamespace(t)
+	k := types.NamespacedName{Namespace: ns, Name: inst.Name}
+	double.SetUnschedulable(k, why)
+	t.Cleanup(func() { double.SetUnschedulable(k, "") })
+	inst.UID, inst.Status, inst.Namespace = "", computev1alpha1.InstanceStatus{}, ns
+	operatorOnKubeVirt(t, ns)
+	if err := k8sClient.Create(context.Background(), inst); err != nil {
+		t.Fatal(err)
+	}
+	waitInstance(t, k, "waiting for capacity", func(i *computev1alpha1.Instance) bool {
+		rec := meta.FindStatusCondition(i.Status.Conditions, computev1alpha1.ConditionReconciling)
+		return i.Status.Lifecycle.Status == computev1alpha1.LifecycleProvisioning && rec != nil &&
+			rec.Status == metav1.ConditionTrue && rec.Reason == computev1alpha1.ReasonWaitingForCapacity &&
+			strings.Contains(i.Status.Lifecycle.StatusMessage, why) && kstatusOf(t, i) == status.InProgressStatus
+	})
+	double.SetUnschedulable(k, "")
+	settled(t, k, computev1alpha1.LifecycleRunning, computev1alpha1.ReasonRunning)
+}
+
+func TestReconcilerStallsOnRefusals(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(*computev1alpha1.Instance)
+		fail   bool // fail the boot disk's import
+		reason string
+	}{
+		{name: "unknown image", mutate: func(i *computev1alpha1.Instance) {
+			i.Spec.Disks[0].Source = "/v1/regions/us-texas-1/compute/images/windows-95"
+		}, reason: ReasonUnknownImage},
+		{name: "unknown instance type", mutate: func(i *computev1alpha1.Instance) {
+			i.Spec.Type = "/v1/regions/us-texas-1/zones/us1-a/instance-types/z9-nothing"
+		}, reason: ReasonUnknownInstanceType},
+		{name: "failed import", fail: true, reason: ReasonImageImportFailed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inst := sampleInstance(t)
+			ns := newNamespace(t)
+			if tc.fail {
+				double.FailImport(types.NamespacedName{Namespace: ns, Name: inst.Name + "-disk-0"}, "Unable to connect to http data source: 404")
+			}
+			inst.UID, inst.Status, inst.Namespace = "", computev1alpha1.InstanceStatus{}, ns
+			if tc.mutate != nil {
+				tc.mutate(inst)
+			}
+			operatorOnKubeVirt(t, ns)
+			if err := k8sClient.Create(context.Background(), inst); err != nil {
+				t.Fatal(err)
+			}
+			got := waitInstance(t, key(inst), "Stalled", func(i *computev1alpha1.Instance) bool {
+				stalled := meta.FindStatusCondition(i.Status.Conditions, computev1alpha1.ConditionStalled)
+				return stalled != nil && stalled.Status == metav1.ConditionTrue && stalled.Reason == computev1alpha1.ReasonProviderRejected &&
+					strings.Contains(stalled.Message, tc.reason) && i.Status.ObservedGeneration == i.Generation &&
+					kstatusOf(t, i) == status.FailedStatus
+			})
+			if got.Status.Lifecycle.Status != computev1alpha1.LifecycleProvisioning || !strings.Contains(got.Status.Lifecycle.StatusMessage, "refused") {
+				t.Errorf("lifecycle = %+v", got.Status.Lifecycle)
+			}
+		})
+	}
+}
+
+func TestReconcilerDeleteWithEachPolicy(t *testing.T) {
+	ctx := context.Background()
+	for _, policy := range []computev1alpha1.DeletionPolicy{computev1alpha1.DeletionPolicyDelete, computev1alpha1.DeletionPolicyOrphan} {
+		t.Run(string(policy), func(t *testing.T) {
+			k := applyInstance(t, func(i *computev1alpha1.Instance) { i.Spec.DeletionPolicy = policy })
+			settled(t, k, computev1alpha1.LifecycleRunning, computev1alpha1.ReasonRunning)
+			inst := &computev1alpha1.Instance{}
+			if err := k8sClient.Get(ctx, k, inst); err != nil {
+				t.Fatal(err)
+			}
+			if err := k8sClient.Delete(ctx, inst); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the instance to be gone", func() (bool, string) {
+				err := k8sClient.Get(ctx, k, &computev1alpha1.Instance{})
+				return apierrors.IsNotFound(err), fmt.Sprint(err)
+			})
+			vm := &kubevirtv1.VirtualMachine{}
+			err := k8sClient.Get(ctx, k, vm)
+			switch policy {
+			case computev1alpha1.DeletionPolicyDelete:
+				if !apierrors.IsNotFound(err) {
+					t.Errorf("the VM after deleting the instance: err = %v, want NotFound", err)
+				}
+			case computev1alpha1.DeletionPolicyOrphan:
+				if err != nil {
+					t.Fatalf("the orphaned VM: %v", err)
+				}
+				if len(vm.OwnerReferences) != 0 || vm.DeletionTimestamp != nil || *vm.Spec.RunStrategy != kubevirtv1.RunStrategyAlways ||
+					vm.Status.PrintableStatus != kubevirtv1.VirtualMachineStatusRunning {
+					t.Errorf("the orphaned VM = owners %v, deleting %v, runStrategy %s, status %s",
+						vm.OwnerReferences, vm.DeletionTimestamp, *vm.Spec.RunStrategy, vm.Status.PrintableStatus)
+				}
+			}
+		})
+	}
+}
+
+func TestReconcilerReplacesAVMDeletedOutOfBand(t *testing.T) {
+	ctx := context.Background()
+	k := applyInstance(t, nil)
+	before := settled(t, k, computev1alpha1.LifecycleRunning, computev1alpha1.ReasonRunning)
+	vm := &kubevirtv1.VirtualMachine{}
+	if err := k8sClient.Get(ctx, k, vm); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8sClient.Delete(ctx, vm); err != nil {
+		t.Fatal(err)
+	}
+	after := waitInstance(t, k, "a replacement machine", func(i *computev1alpha1.Instance) bool {
+		return i.Status.Machine.CreateToken != before.Status.Machine.CreateToken &&
+			i.Status.Lifecycle.Status == computev1alpha1.LifecycleRunning
+	})
+	replacement := &kubevirtv1.VirtualMachine{}
+	if err := k8sClient.Get(ctx, k, replacement); err != nil {
+		t.Fatal(err)
+	}
+	if replacement.UID == vm.UID || replacement.Annotations[CreateTokenAnnotation] != after.Status.Machine.CreateToken {
+		t.Errorf("replacement VM %s with token %s; instance token %s", replacement.UID, replacement.Annotations[CreateTokenAnnotation], after.Status.Machine.CreateToken)
+	}
+	settled(t, k, computev1alpha1.LifecycleRunning, computev1alpha1.ReasonRunning)
+}
+
+func TestReconcilerPushesMetadata(t *testing.T) {
+	k := applyInstance(t, nil)
+	settled(t, k, computev1alpha1.LifecycleRunning, computev1alpha1.ReasonRunning)
+	changeInstance(t, k, func(i *computev1alpha1.Instance) {
+		i.Spec.InstanceMetadata = append(i.Spec.InstanceMetadata, computev1alpha1.MetadataItem{Key: "role", Value: "trainer"})
+	})
+	inst := settled(t, k, computev1alpha1.LifecycleRunning, computev1alpha1.ReasonRunning)
+	waitInstance(t, k, "the restart note", func(i *computev1alpha1.Instance) bool {
+		return strings.Contains(i.Status.Lifecycle.StatusMessage, "instanceMetadata changes apply at the next restart")
+	})
+	vm := &kubevirtv1.VirtualMachine{}
+	if err := k8sClient.Get(context.Background(), k, vm); err != nil {
+		t.Fatal(err)
+	}
+	var ud string
+	for _, v := range vm.Spec.Template.Spec.Volumes {
+		if v.CloudInitNoCloud != nil {
+			ud = v.CloudInitNoCloud.UserData
+		}
+	}
+	if !strings.Contains(ud, MetadataDir+"/role") {
+		t.Errorf("the VM's cloud-init lacks the new key (generation %d):\n%s", inst.Generation, ud)
+	}
+}
