@@ -63,6 +63,10 @@ bench: control-plane ## Print the benchmark figures (BENCH_N=2000 by default; BE
 	go build -o $(LOCALBIN)/manager ./cmd
 	go run ./test/bench
 
+.PHONY: bench-reconciler
+bench-reconciler: control-plane ## Print seconds for 1000 instances created at once to reach RUNNING, beside the kube-apiserver's time for their writes.
+	KUBEBUILDER_ASSETS="$(KUBEBUILDER_ASSETS)" go test -run '^$$' -bench BenchmarkThousandInstances -benchtime 1x ./controllers/
+
 .PHONY: test-reliability
 test-reliability: control-plane ## Crash, fault, hostile-client and fuzz checks (RELIABILITY_N=500 by default).
 	go build -o $(LOCALBIN)/manager ./cmd

@@ -681,11 +681,16 @@ func (r *InstanceReconciler) writeStatus(ctx context.Context, p *pass) error {
 func (r *InstanceReconciler) announce(p *pass) {
 	was, is := p.written.Status, p.inst.Status
 	if was.Lifecycle.Status != is.Lifecycle.Status {
+		msg := fmt.Sprintf("%s: %s", is.Lifecycle.Status, is.Lifecycle.StatusMessage)
 		switch is.Lifecycle.Status {
-		case computev1alpha1.LifecycleRunning, computev1alpha1.LifecycleSuspended, computev1alpha1.LifecycleTerminated:
-			r.event(p, "Normal", string(is.Lifecycle.Status), "Reconcile", "%s", is.Lifecycle.StatusMessage)
+		case computev1alpha1.LifecycleRunning:
+			r.event(p, "Normal", computev1alpha1.ReasonRunning, "Reconcile", "%s", msg)
+		case computev1alpha1.LifecycleSuspended:
+			r.event(p, "Normal", computev1alpha1.ReasonSuspended, "Reconcile", "%s", msg)
+		case computev1alpha1.LifecycleTerminated:
+			r.event(p, "Normal", computev1alpha1.ReasonStopped, "Reconcile", "%s", msg)
 		case computev1alpha1.LifecycleRepairing:
-			r.event(p, "Warning", string(is.Lifecycle.Status), "Reconcile", "%s", is.Lifecycle.StatusMessage)
+			r.event(p, "Warning", computev1alpha1.ReasonRepairing, "Reconcile", "%s", msg)
 		}
 	}
 	if c := meta.FindStatusCondition(is.Conditions, computev1alpha1.ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {

@@ -7,7 +7,10 @@ import (
 	"testing"
 	"time"
 
+	eventsv1 "k8s.io/api/events/v1"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 	"github.com/k0rdent-ai/instance-operator/controllers"
@@ -87,6 +90,17 @@ func TestCreateToRunning(t *testing.T) {
 	}
 	if want := []computev1alpha1.LifecycleStatus{"PROVISIONING", "STAGING", "RUNNING"}; !slices.Equal(seen, want) {
 		t.Errorf("history %v, want %v", seen, want)
+	}
+
+	h.waitEvents("web", "MachineCreated", computev1alpha1.ReasonRunning)
+	if n := metricValue(t, "instance_operator_instances", "RUNNING"); n < 1 {
+		t.Errorf("instance_operator_instances{status=RUNNING} = %v, want at least 1", n)
+	}
+	if n := metricValue(t, "instance_operator_provider_call_duration_seconds", "Create"); n < 1 {
+		t.Errorf("no Create call latency recorded (%v samples)", n)
+	}
+	if n := metricValue(t, "instance_operator_time_to_running_seconds", ""); n < 1 {
+		t.Errorf("no time to RUNNING recorded (%v samples)", n)
 	}
 
 	// What a user types waits for the same truth.
@@ -482,4 +496,66 @@ func containsAll(s string, parts ...string) bool {
 		}
 	}
 	return true
+}
+
+// waitEvents waits until the instance has events with each of the reasons.
+func (h *harness) waitEvents(name string, reasons ...string) {
+	h.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var seen []string
+	for time.Now().Before(deadline) {
+		list := &eventsv1.EventList{}
+		if err := h.c.List(context.Background(), list, client.InNamespace(h.ns)); err != nil {
+			h.t.Fatal(err)
+		}
+		seen = seen[:0]
+		for _, e := range list.Items {
+			if e.Regarding.Name == name && e.Regarding.Kind == "Instance" {
+				seen = append(seen, e.Reason)
+			}
+		}
+		all := true
+		for _, r := range reasons {
+			all = all && slices.Contains(seen, r)
+		}
+		if all {
+			return
+		}
+		<-time.After(20 * time.Millisecond)
+	}
+	h.t.Fatalf("%s: events %v, want %v among them", name, seen, reasons)
+}
+
+// metricValue is a gauge's value, or a histogram's sample count, of the
+// series of the named metric that has label value label ("" for any series).
+func metricValue(t testing.TB, name, label string) float64 {
+	t.Helper()
+	families, err := metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			match := label == ""
+			for _, l := range m.GetLabel() {
+				match = match || l.GetValue() == label
+			}
+			if !match {
+				continue
+			}
+			switch {
+			case m.GetGauge() != nil:
+				total += m.GetGauge().GetValue()
+			case m.GetHistogram() != nil:
+				total += float64(m.GetHistogram().GetSampleCount())
+			case m.GetCounter() != nil:
+				total += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return total
 }
