@@ -34,7 +34,7 @@ import (
 // testdata/crds, and the double of KubeVirt's controllers running on it.
 var (
 	env        *testenv.Env
-	k8sClient  client.Client
+	k8sClient  client.WithWatch
 	double     *kubevirttest.Double
 	testScheme *runtime.Scheme
 )
@@ -83,7 +83,7 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "failed to stop the control plane:", err)
 		}
 	}()
-	if k8sClient, err = client.New(cfg, client.Options{Scheme: testScheme}); err != nil {
+	if k8sClient, err = client.NewWithWatch(cfg, client.Options{Scheme: testScheme}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}

@@ -54,6 +54,7 @@ const (
 	ReasonInvalidMetadata     = "InvalidInstanceMetadata"
 	ReasonMachineNameTaken    = "MachineNameTaken"
 	ReasonImageImportFailed   = "ImageImportFailed"
+	ReasonRejectedByKubeVirt  = "RejectedByKubeVirt"
 )
 
 // diskName is the name of the spec.disks entry i in the VM's devices and volumes.

@@ -41,16 +41,19 @@ type Options struct {
 	Catalog *Catalog
 	// Pauser suspends and resumes VMIs; nil refuses Suspend and Resume.
 	Pauser Pauser
-	// APIReader reads uncached, to confirm a VM after a create conflict; nil uses the client.
+	// APIReader reads past the client's cache, to tell a VM the cache has not
+	// seen yet from a lost one; nil when the client reads uncached.
 	APIReader client.Reader
 }
 
 // Provider runs Instances as KubeVirt VirtualMachines.
 type Provider struct {
-	client  client.Client
-	reader  client.Reader
-	catalog *Catalog
-	pauser  Pauser
+	client client.Client
+	// reader reads past client's cache; confirmNotFound is set when it does.
+	reader          client.Reader
+	confirmNotFound bool
+	catalog         *Catalog
+	pauser          Pauser
 }
 
 var (
@@ -61,10 +64,7 @@ var (
 // New returns a provider that works through c, whose scheme must include
 // AddToScheme's types.
 func New(c client.Client, opts Options) *Provider {
-	p := &Provider{client: c, reader: opts.APIReader, catalog: opts.Catalog, pauser: opts.Pauser}
-	if p.reader == nil {
-		p.reader = c
-	}
+	p := &Provider{client: c, reader: opts.APIReader, confirmNotFound: opts.APIReader != nil, catalog: opts.Catalog, pauser: opts.Pauser}
 	if p.catalog == nil {
 		p.catalog = DefaultCatalog()
 	}
@@ -109,9 +109,15 @@ func ours(vm *kubevirtv1.VirtualMachine, inst *computev1alpha1.Instance) bool {
 
 // getVM returns the instance's VM, or an error wrapping provider.ErrNotFound
 // when there is none or the VM of that name belongs to something else.
-func (p *Provider) getVM(ctx context.Context, r client.Reader, inst *computev1alpha1.Instance) (*kubevirtv1.VirtualMachine, error) {
+func (p *Provider) getVM(ctx context.Context, inst *computev1alpha1.Instance) (*kubevirtv1.VirtualMachine, error) {
 	vm := &kubevirtv1.VirtualMachine{}
-	if err := r.Get(ctx, client.ObjectKeyFromObject(inst), vm); err != nil {
+	err := p.client.Get(ctx, client.ObjectKeyFromObject(inst), vm)
+	if apierrors.IsNotFound(err) && p.confirmNotFound {
+		// A cache that has not seen a VM made a moment ago must not make the
+		// machine look lost: confirm with the API server.
+		err = p.reader.Get(ctx, client.ObjectKeyFromObject(inst), vm)
+	}
+	if err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("VirtualMachine %s/%s: %w", inst.Namespace, inst.Name, provider.ErrNotFound)
 		}
@@ -133,7 +139,7 @@ func kubevirtError(what string, err error) error {
 
 // Observe implements provider.Provider.
 func (p *Provider) Observe(ctx context.Context, inst *computev1alpha1.Instance) (*provider.Machine, error) {
-	vm, err := p.getVM(ctx, p.client, inst)
+	vm, err := p.getVM(ctx, inst)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +179,7 @@ func (p *Provider) observe(ctx context.Context, inst *computev1alpha1.Instance, 
 // Create implements provider.Provider. The VM is named like the instance and
 // carries its create token, so a second call finds the first call's VM.
 func (p *Provider) Create(ctx context.Context, inst *computev1alpha1.Instance) (*provider.Machine, error) {
-	vm, err := p.getVM(ctx, p.client, inst)
+	vm, err := p.getVM(ctx, inst)
 	switch {
 	case err == nil:
 		return p.observe(ctx, inst, vm)
@@ -192,10 +198,14 @@ func (p *Provider) Create(ctx context.Context, inst *computev1alpha1.Instance) (
 		return nil, err
 	}
 	if err := p.client.Create(ctx, vm); err != nil {
+		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
+			// KubeVirt's admission webhooks (or the CRD's schema) refuse the VM.
+			return nil, provider.Permanent(ReasonRejectedByKubeVirt, "KubeVirt refused the VirtualMachine: %v", err)
+		}
 		if !apierrors.IsAlreadyExists(err) {
 			return nil, kubevirtError("create the VirtualMachine", err)
 		}
-		existing, getErr := p.getVM(ctx, p.reader, inst)
+		existing, getErr := p.getVM(ctx, inst)
 		if getErr != nil {
 			if existing != nil {
 				return nil, provider.Permanent(ReasonMachineNameTaken, "a VirtualMachine named %s/%s already exists and was not made for this instance", inst.Namespace, inst.Name)
@@ -235,7 +245,7 @@ func (p *Provider) checkInstancetype(ctx context.Context, inst *computev1alpha1.
 // from instanceMetadata into the VM's template. KubeVirt applies it at the
 // guest's next boot; until then Observe's message says so.
 func (p *Provider) Update(ctx context.Context, inst *computev1alpha1.Instance) error {
-	vm, err := p.getVM(ctx, p.client, inst)
+	vm, err := p.getVM(ctx, inst)
 	if err != nil {
 		return err
 	}
@@ -284,7 +294,7 @@ func powerRequestFor(vm *kubevirtv1.VirtualMachine, vmi *kubevirtv1.VirtualMachi
 // SetPower implements provider.Provider: Start and Stop set the runStrategy
 // (Always, Halted); Suspend and Resume pause and unpause the VMI.
 func (p *Provider) SetPower(ctx context.Context, inst *computev1alpha1.Instance, action provider.PowerAction) error {
-	vm, err := p.getVM(ctx, p.client, inst)
+	vm, err := p.getVM(ctx, inst)
 	if err != nil {
 		return err
 	}
@@ -362,7 +372,7 @@ func (p *Provider) patchVM(ctx context.Context, vm *kubevirtv1.VirtualMachine, r
 // Delete implements provider.Provider. KubeVirt stops the guest and removes
 // the VMI, and garbage collection removes the DataVolumes the VM owns.
 func (p *Provider) Delete(ctx context.Context, inst *computev1alpha1.Instance) error {
-	vm, err := p.getVM(ctx, p.client, inst)
+	vm, err := p.getVM(ctx, inst)
 	if err != nil {
 		if errors.Is(err, provider.ErrNotFound) {
 			return nil
@@ -385,7 +395,7 @@ func (p *Provider) Delete(ctx context.Context, inst *computev1alpha1.Instance) e
 // reference from the VM, so that garbage collection leaves the machine
 // running when an Instance with deletionPolicy Orphan goes.
 func (p *Provider) Release(ctx context.Context, inst *computev1alpha1.Instance) error {
-	vm, err := p.getVM(ctx, p.client, inst)
+	vm, err := p.getVM(ctx, inst)
 	if err != nil {
 		if errors.Is(err, provider.ErrNotFound) {
 			return nil
