@@ -56,6 +56,9 @@ func run() error {
 		return err
 	}
 
+	// Progress lines may go to a pipe that dies with the terminal's Ctrl-C
+	// (make run | tee): writing to it must not kill us before we clean up.
+	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	stack, err := devstack.Start(ctx, opts)

@@ -74,6 +74,7 @@ type Stack struct {
 	manager    *exec.Cmd
 	managerLog *os.File
 	managerErr chan error
+	lock       *os.File
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
 
@@ -106,6 +107,19 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		}
 	}
 
+	if s.lock, err = lockDataDir(opts.DataDir); err != nil {
+		return nil, err
+	}
+	stopLeftovers(opts.DataDir, s.logf)
+
+	// envtest loads its CA only when it generates the serving certificates,
+	// so they are made anew each run; the kubeconfig and token follow them.
+	if err := os.RemoveAll(filepath.Join(opts.DataDir, "certs")); err != nil {
+		return nil, fmt.Errorf("failed to clear the old certificates: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(opts.DataDir, "certs"), 0o700); err != nil {
+		return nil, err
+	}
 	s.logf("starting etcd and kube-apiserver (data in %s)", opts.DataDir)
 	s.env = &envtest.Environment{
 		BinaryAssetsDirectory: opts.AssetsDir,
@@ -396,6 +410,9 @@ func (s *Stack) Stop() error {
 			errs = append(errs, fmt.Errorf("failed to stop the control plane: %w", err))
 		}
 		s.logf("kube-apiserver and etcd stopped")
+	}
+	if s.lock != nil {
+		_ = s.lock.Close()
 	}
 	return errors.Join(errs...)
 }
