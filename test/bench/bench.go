@@ -172,7 +172,7 @@ func (b *bench) getBenchmark(ctx context.Context, r *report) error {
 	targets := []target{
 		{"facade", facade, func(name string) string { return b.apiURL + projectPath + "/" + name }},
 		{"apiserver", apiserver, func(name string) string {
-			return b.stack.Config.Host + "/apis/compute.k0rdent.ai/v1alpha1/namespaces/" + ns + "/instances/" + name
+			return strings.TrimSuffix(b.stack.Config.Host, "/") + "/apis/compute.k0rdent.ai/v1alpha1/namespaces/" + ns + "/instances/" + name
 		}},
 	}
 	for _, c := range []int{1, 16, 64} {

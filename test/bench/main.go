@@ -125,6 +125,7 @@ func run() error {
 			"--sim-latency-allocate=0", "--sim-latency-boot=0", "--sim-latency-stop=0",
 			"--sim-latency-suspend=0", "--sim-latency-resume=0", "--sim-latency-delete=0",
 			fmt.Sprintf("--sim-instance-types=%s=%d", benchTypeName, 10*s.MemN),
+			"--api-rate-limit=1000000", "--api-rate-burst=1000000",
 			"--zap-log-level=error",
 		},
 	})
