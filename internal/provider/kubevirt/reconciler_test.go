@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -28,8 +31,14 @@ import (
 // operatorOnKubeVirt runs the Instance reconciler of controllers/ on this
 // provider, as --provider=kubevirt does (the manager's cached client, its API
 // reader for create conflicts), with the double standing in for virt-api's
-// pause subresource. It watches one namespace.
-func operatorOnKubeVirt(t *testing.T, ns string) {
+// pause subresource. It watches one namespace. tune may change the
+// reconciler's options and wrap the provider's client; the returned func
+// stops the operator (also done at the end of the test).
+func operatorOnKubeVirt(t *testing.T, ns string) func() {
+	return operatorWith(t, ns, nil)
+}
+
+func operatorWith(t *testing.T, ns string, tune func(*controllers.Options, *client.Client)) func() {
 	t.Helper()
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:                 testScheme,
@@ -41,26 +50,36 @@ func operatorOnKubeVirt(t *testing.T, ns string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := New(mgr.GetClient(), Options{Pauser: double, APIReader: mgr.GetAPIReader()})
-	r := &controllers.InstanceReconciler{Provider: p, Options: controllers.Options{
+	opts := controllers.Options{
 		PollInterval:   20 * time.Millisecond,
 		ResyncPeriod:   100 * time.Millisecond,
 		CallTimeout:    5 * time.Second,
 		RetryBaseDelay: 10 * time.Millisecond,
 		RetryMaxDelay:  200 * time.Millisecond,
-	}}
+	}
+	c := mgr.GetClient()
+	if tune != nil {
+		tune(&opts, &c)
+	}
+	p := New(c, Options{Pauser: double, APIReader: mgr.GetAPIReader()})
+	r := &controllers.InstanceReconciler{Provider: p, Options: opts}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("the operator stopped with an error: %v", err)
-		}
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("the operator stopped with an error: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 // kstatusOf is kstatus' verdict on the instance, as Flux computes it.
@@ -419,5 +438,157 @@ func TestReconcilerPushesMetadata(t *testing.T) {
 	}
 	if !strings.Contains(ud, MetadataDir+"/role") {
 		t.Errorf("the VM's cloud-init lacks the new key (generation %d):\n%s", inst.Generation, ud)
+	}
+}
+
+func TestReconcilerPausedAnnotationStopsProviderCalls(t *testing.T) {
+	ctx := context.Background()
+	k := applyInstance(t, nil)
+	settled(t, k, computev1alpha1.LifecycleRunning, computev1alpha1.ReasonRunning)
+	changeInstance(t, k, func(i *computev1alpha1.Instance) {
+		if i.Annotations == nil {
+			i.Annotations = map[string]string{}
+		}
+		i.Annotations[computev1alpha1.PausedAnnotation] = "true"
+	})
+	waitInstance(t, k, "Paused", func(i *computev1alpha1.Instance) bool {
+		return meta.IsStatusConditionTrue(i.Status.Conditions, computev1alpha1.ConditionPaused)
+	})
+	vm := &kubevirtv1.VirtualMachine{}
+	if err := k8sClient.Get(ctx, k, vm); err != nil {
+		t.Fatal(err)
+	}
+	changeInstance(t, k, func(i *computev1alpha1.Instance) { i.Spec.PowerState = computev1alpha1.PowerStateStopped })
+	// A pass over the new spec happened while paused (the Paused condition
+	// carries its generation), yet observedGeneration stays behind and the
+	// VM is untouched.
+	waitInstance(t, k, "a paused pass over the new generation", func(i *computev1alpha1.Instance) bool {
+		c := meta.FindStatusCondition(i.Status.Conditions, computev1alpha1.ConditionPaused)
+		return c != nil && c.Status == metav1.ConditionTrue && c.ObservedGeneration == i.Generation &&
+			i.Status.ObservedGeneration < i.Generation && kstatusOf(t, i) == status.InProgressStatus
+	})
+	now := &kubevirtv1.VirtualMachine{}
+	if err := k8sClient.Get(ctx, k, now); err != nil {
+		t.Fatal(err)
+	}
+	if now.Generation != vm.Generation || *now.Spec.RunStrategy != kubevirtv1.RunStrategyAlways {
+		t.Fatalf("the VM changed while the instance was paused: generation %d -> %d, runStrategy %s", vm.Generation, now.Generation, *now.Spec.RunStrategy)
+	}
+	changeInstance(t, k, func(i *computev1alpha1.Instance) { delete(i.Annotations, computev1alpha1.PausedAnnotation) })
+	settled(t, k, computev1alpha1.LifecycleTerminated, computev1alpha1.ReasonStopped)
+}
+
+// flakyClient fails the first creates of VirtualMachines as an overloaded
+// API server would.
+type flakyClient struct {
+	client.Client
+	failures atomic.Int32
+}
+
+func (f *flakyClient) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	if _, ok := obj.(*kubevirtv1.VirtualMachine); ok && f.failures.Add(-1) >= 0 {
+		return apierrors.NewServiceUnavailable("the server is currently unable to handle the request")
+	}
+	return f.Client.Create(ctx, obj, opts...)
+}
+
+func TestReconcilerRetriesTransientErrors(t *testing.T) {
+	inst := sampleInstance(t)
+	inst.UID, inst.Status, inst.Namespace = "", computev1alpha1.InstanceStatus{}, newNamespace(t)
+	var flaky *flakyClient
+	operatorWith(t, inst.Namespace, func(_ *controllers.Options, c *client.Client) {
+		flaky = &flakyClient{Client: *c}
+		flaky.failures.Store(3)
+		*c = flaky
+	})
+	if err := k8sClient.Create(context.Background(), inst); err != nil {
+		t.Fatal(err)
+	}
+	k := key(inst)
+	waitInstance(t, k, "retrying after an error", func(i *computev1alpha1.Instance) bool {
+		rec := meta.FindStatusCondition(i.Status.Conditions, computev1alpha1.ConditionReconciling)
+		return rec != nil && rec.Reason == computev1alpha1.ReasonRetryingAfterError &&
+			meta.IsStatusConditionFalse(i.Status.Conditions, computev1alpha1.ConditionStalled) &&
+			strings.Contains(i.Status.Lifecycle.StatusMessage, "unable to handle the request")
+	})
+	settled(t, k, computev1alpha1.LifecycleRunning, computev1alpha1.ReasonRunning)
+	if flaky.failures.Load() >= 0 {
+		t.Errorf("only %d of 3 injected failures were hit", 3-flaky.failures.Load())
+	}
+	vms := &kubevirtv1.VirtualMachineList{}
+	if err := k8sClient.List(context.Background(), vms, client.InNamespace(k.Namespace)); err != nil {
+		t.Fatal(err)
+	}
+	if len(vms.Items) != 1 {
+		t.Errorf("%d VMs after retried creates, want 1", len(vms.Items))
+	}
+}
+
+func TestReconcilerProvisioningDeadline(t *testing.T) {
+	hold(t, double.HoldImports)
+	inst := sampleInstance(t)
+	inst.UID, inst.Status, inst.Namespace = "", computev1alpha1.InstanceStatus{}, newNamespace(t)
+	operatorWith(t, inst.Namespace, func(o *controllers.Options, _ *client.Client) { o.ProvisioningDeadline = 300 * time.Millisecond })
+	if err := k8sClient.Create(context.Background(), inst); err != nil {
+		t.Fatal(err)
+	}
+	k := key(inst)
+	got := waitInstance(t, k, "the deadline", func(i *computev1alpha1.Instance) bool {
+		stalled := meta.FindStatusCondition(i.Status.Conditions, computev1alpha1.ConditionStalled)
+		return stalled != nil && stalled.Status == metav1.ConditionTrue && stalled.Reason == computev1alpha1.ReasonProvisioningDeadlineExceeded &&
+			kstatusOf(t, i) == status.FailedStatus
+	})
+	if got.Status.Lifecycle.Status != computev1alpha1.LifecycleProvisioning || !strings.Contains(got.Status.Lifecycle.StatusMessage, "ImportInProgress") {
+		t.Errorf("lifecycle at the deadline = %+v", got.Status.Lifecycle)
+	}
+	double.HoldImports(false)
+	settled(t, k, computev1alpha1.LifecycleRunning, computev1alpha1.ReasonRunning)
+}
+
+func TestReconcilerRestartMidProvisioningMakesNoSecondVM(t *testing.T) {
+	ctx := context.Background()
+	hold(t, double.HoldImports)
+	inst := sampleInstance(t)
+	inst.UID, inst.Status, inst.Namespace = "", computev1alpha1.InstanceStatus{}, newNamespace(t)
+	stop := operatorOnKubeVirt(t, inst.Namespace)
+	if err := k8sClient.Create(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	k := key(inst)
+	before := inTransit(t, k, computev1alpha1.LifecycleProvisioning, computev1alpha1.ReasonProvisioning)
+	vm := &kubevirtv1.VirtualMachine{}
+	if err := k8sClient.Get(ctx, k, vm); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	operatorOnKubeVirt(t, inst.Namespace)
+	double.HoldImports(false)
+	after := settled(t, k, computev1alpha1.LifecycleRunning, computev1alpha1.ReasonRunning)
+	vms := &kubevirtv1.VirtualMachineList{}
+	if err := k8sClient.List(ctx, vms, client.InNamespace(k.Namespace)); err != nil {
+		t.Fatal(err)
+	}
+	if len(vms.Items) != 1 || vms.Items[0].UID != vm.UID || after.Status.Machine.CreateToken != before.Status.Machine.CreateToken {
+		t.Errorf("after the restart: %d VMs (first %s), token %s -> %s", len(vms.Items), vm.UID, before.Status.Machine.CreateToken, after.Status.Machine.CreateToken)
+	}
+}
+
+// A crash after the provider's Create and before the machine's ID reached
+// status: the next operator finds the VM by the recorded token.
+func TestReconcilerCrashAfterCreateMakesNoSecondVM(t *testing.T) {
+	ctx := context.Background()
+	inst := newInstance(t, nil) // the token is recorded, as the reconciler does first
+	if _, err := newProvider().Create(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	vm := getVM(t, inst)
+	operatorOnKubeVirt(t, inst.Namespace)
+	after := settled(t, key(inst), computev1alpha1.LifecycleRunning, computev1alpha1.ReasonRunning)
+	vms := &kubevirtv1.VirtualMachineList{}
+	if err := k8sClient.List(ctx, vms, client.InNamespace(inst.Namespace)); err != nil {
+		t.Fatal(err)
+	}
+	if len(vms.Items) != 1 || vms.Items[0].UID != vm.UID || after.Status.Machine.CreateToken != inst.Status.Machine.CreateToken {
+		t.Errorf("%d VMs; token %s, recorded %s", len(vms.Items), after.Status.Machine.CreateToken, inst.Status.Machine.CreateToken)
 	}
 }
