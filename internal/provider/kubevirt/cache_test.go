@@ -52,6 +52,9 @@ func TestCreateRefusedByKubeVirtIsPermanent(t *testing.T) {
 	inst := newInstance(t, nil)
 	refusing := interceptor.NewClient(k8sClient, interceptor.Funcs{
 		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if _, ok := obj.(*kubevirtv1.VirtualMachine); !ok {
+				return c.Create(ctx, obj, opts...)
+			}
 			return apierrors.NewInvalid(schema.GroupKind{Group: "kubevirt.io", Kind: "VirtualMachine"}, obj.GetName(), field.ErrorList{
 				field.Invalid(field.NewPath("spec", "template", "spec", "domain", "devices", "gpus").Index(0).Child("deviceName"),
 					"nvidia.com/GH100_H100_SXM5_80GB", "GPU is not permitted in permittedHostDevices configuration"),

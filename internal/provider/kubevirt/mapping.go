@@ -29,8 +29,8 @@ const (
 	// that made it: Create and Observe recognise their VM by it.
 	CreateTokenAnnotation = "compute.k0rdent.ai/create-token"
 	// MetadataHashAnnotation on the VM template (and so on each VMI KubeVirt
-	// starts from it) is the hash of the cloud-init data, to tell a running
-	// VMI that predates an instanceMetadata change.
+	// starts from it) is the hash of the cloud-init data in the Secret, to
+	// tell a running VMI that predates an instanceMetadata change.
 	MetadataHashAnnotation = "compute.k0rdent.ai/metadata-hash"
 	// PowerRequestAnnotation on the VM records a pending Suspend or Resume,
 	// so that Observe reports SUSPENDING (or resuming) until the VMI's Paused
@@ -149,17 +149,66 @@ func BuildVirtualMachine(inst *computev1alpha1.Instance, cat *Catalog) (*kubevir
 	if err != nil {
 		return nil, err
 	}
+	source := &kubevirtv1.CloudInitNoCloudSource{UserDataSecretRef: &corev1.LocalObjectReference{Name: CloudInitSecretName(inst)}}
+	if cloudInit.NetworkData != "" {
+		source.NetworkDataSecretRef = &corev1.LocalObjectReference{Name: CloudInitSecretName(inst)}
+	}
 	vmiSpec.Domain.Devices.Disks = append(vmiSpec.Domain.Devices.Disks, kubevirtv1.Disk{
 		Name:       cloudInitVolume,
 		DiskDevice: kubevirtv1.DiskDevice{Disk: &kubevirtv1.DiskTarget{Bus: kubevirtv1.DiskBusVirtio}},
 	})
 	vmiSpec.Volumes = append(vmiSpec.Volumes, kubevirtv1.Volume{
 		Name:         cloudInitVolume,
-		VolumeSource: kubevirtv1.VolumeSource{CloudInitNoCloud: cloudInit},
+		VolumeSource: kubevirtv1.VolumeSource{CloudInitNoCloud: source},
 	})
-	vm.Spec.Template.ObjectMeta.Annotations = map[string]string{MetadataHashAnnotation: cloudInitHash(cloudInit)}
+	vm.Spec.Template.ObjectMeta.Annotations = map[string]string{MetadataHashAnnotation: cloudInit.Hash()}
 	vm.Spec.Template.Spec = vmiSpec
 	return vm, nil
+}
+
+// Keys of the cloud-init Secret, as KubeVirt reads a NoCloud secretRef.
+const (
+	UserDataKey    = "userdata"
+	NetworkDataKey = "networkdata"
+)
+
+// CloudInitSecretName is the Secret that carries the instance's cloud-init
+// data. KubeVirt refuses inline userData and networkData over 2 KiB, which
+// instanceMetadata (up to 256 KiB a value) easily passes, so the data always
+// goes in a Secret the VM's cloudInitNoCloud volume references.
+func CloudInitSecretName(inst *computev1alpha1.Instance) string {
+	return inst.Name + "-cloudinit"
+}
+
+// instanceOwner is the Instance as a (non-controller) owner of the Secret.
+func instanceOwner(inst *computev1alpha1.Instance) metav1.OwnerReference {
+	return metav1.OwnerReference{APIVersion: computev1alpha1.GroupVersion.String(), Kind: "Instance", Name: inst.Name, UID: inst.UID}
+}
+
+// vmOwner is the VM as a (non-controller) owner of the Secret, which keeps
+// the Secret while an orphaned VM lives.
+func vmOwner(vm *kubevirtv1.VirtualMachine) metav1.OwnerReference {
+	return metav1.OwnerReference{APIVersion: kubevirtv1.SchemeGroupVersion.String(), Kind: "VirtualMachine", Name: vm.Name, UID: vm.UID}
+}
+
+// BuildCloudInitSecret is the Secret of the instance's cloud-init data,
+// owned by the Instance (and, once it exists, by the VM: see Provider.Create).
+func BuildCloudInitSecret(inst *computev1alpha1.Instance, data *CloudInitData) *corev1.Secret {
+	s := &corev1.Secret{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            CloudInitSecretName(inst),
+			Namespace:       inst.Namespace,
+			Labels:          map[string]string{InstanceLabel: inst.Name},
+			OwnerReferences: []metav1.OwnerReference{instanceOwner(inst)},
+		},
+		Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{UserDataKey: []byte(data.UserData)},
+	}
+	if data.NetworkData != "" {
+		s.Data[NetworkDataKey] = []byte(data.NetworkData)
+	}
+	return s
 }
 
 // imageOrVolume splits a disk source URI into its kind (images, volumes,
@@ -480,10 +529,24 @@ func gatewayIf(addr, gw string) string {
 	return gw
 }
 
+// CloudInitData is the NoCloud user data (#cloud-config) and network
+// config (version 2, empty when DHCP on every NIC will do).
+type CloudInitData struct {
+	UserData    string
+	NetworkData string
+}
+
+// Hash identifies the data; the VM template carries it so that a VMI booted
+// from older data can be told.
+func (d *CloudInitData) Hash() string {
+	sum := sha256.Sum256([]byte(d.UserData + "\x00" + d.NetworkData))
+	return hex.EncodeToString(sum[:8])
+}
+
 // CloudInit is the NoCloud data for the instance: host name, ssh-keys users,
 // the other metadata keys as files under MetadataDir, and network config for
 // static addresses and VLANs.
-func CloudInit(inst *computev1alpha1.Instance, cat *Catalog) (*kubevirtv1.CloudInitNoCloudSource, error) {
+func CloudInit(inst *computev1alpha1.Instance, cat *Catalog) (*CloudInitData, error) {
 	hostname := EffectiveHostname(inst)
 	cc := cloudConfig{Hostname: strings.SplitN(hostname, ".", 2)[0]}
 	if strings.Contains(hostname, ".") {
@@ -508,10 +571,5 @@ func CloudInit(inst *computev1alpha1.Instance, cat *Catalog) (*kubevirtv1.CloudI
 	if err != nil {
 		return nil, err
 	}
-	return &kubevirtv1.CloudInitNoCloudSource{UserData: "#cloud-config\n" + string(body), NetworkData: nd}, nil
-}
-
-func cloudInitHash(ci *kubevirtv1.CloudInitNoCloudSource) string {
-	sum := sha256.Sum256([]byte(ci.UserData + "\x00" + ci.NetworkData))
-	return hex.EncodeToString(sum[:8])
+	return &CloudInitData{UserData: "#cloud-config\n" + string(body), NetworkData: nd}, nil
 }

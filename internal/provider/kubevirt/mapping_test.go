@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/types"
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -123,15 +124,36 @@ func TestBuildVirtualMachineFromTheSample(t *testing.T) {
 	check("volumes[0].dataVolume.name", vols[0].DataVolume.Name, "instance-d4e5f6-disk-0")
 	check("volumes[1].name", vols[1].Name, "cloudinit")
 	ci := vols[1].CloudInitNoCloud
-	if ci == nil {
-		t.Fatal("volumes[1].cloudInitNoCloud is nil")
+	if ci == nil || ci.UserDataSecretRef == nil {
+		t.Fatalf("volumes[1].cloudInitNoCloud = %+v, want a secretRef", ci)
 	}
+	check("cloudInitNoCloud.secretRef.name", ci.UserDataSecretRef.Name, "instance-d4e5f6-cloudinit")
+	check("cloudInitNoCloud.userData", ci.UserData, "")
+	check("cloudInitNoCloud.networkDataSecretRef", ci.NetworkDataSecretRef == nil, true)
 	check("cloudInitNoCloud.networkData", ci.NetworkData, "")
-	if !strings.HasPrefix(ci.UserData, "#cloud-config\n") {
-		t.Errorf("userData does not start with #cloud-config: %q", ci.UserData)
+
+	data, err := CloudInit(inst, DefaultCatalog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("template annotation "+MetadataHashAnnotation, tmpl.ObjectMeta.Annotations[MetadataHashAnnotation], data.Hash())
+	secret := BuildCloudInitSecret(inst, data)
+	check("secret name", secret.Name, "instance-d4e5f6-cloudinit")
+	check("secret namespace", secret.Namespace, "us-texas-1-project-x9y8z7")
+	check("secret type", secret.Type, corev1.SecretTypeOpaque)
+	check("secret label "+InstanceLabel, secret.Labels[InstanceLabel], "instance-d4e5f6")
+	if len(secret.OwnerReferences) != 1 || secret.OwnerReferences[0].UID != inst.UID || secret.OwnerReferences[0].Controller != nil {
+		t.Errorf("secret ownerReferences = %+v, want the Instance, not as controller", secret.OwnerReferences)
+	}
+	if _, ok := secret.Data[NetworkDataKey]; ok {
+		t.Error("secret has networkdata without static addresses or VLANs")
+	}
+	userData := string(secret.Data[UserDataKey])
+	if !strings.HasPrefix(userData, "#cloud-config\n") {
+		t.Errorf("userdata does not start with #cloud-config: %q", userData)
 	}
 	var cc map[string]any
-	if err := yaml.Unmarshal([]byte(ci.UserData), &cc); err != nil {
+	if err := yaml.Unmarshal([]byte(userData), &cc); err != nil {
 		t.Fatalf("userData is not YAML: %v", err)
 	}
 	wantCC := map[string]any{
@@ -201,12 +223,12 @@ func TestBuildVirtualMachineVariants(t *testing.T) {
 	tests := []struct {
 		name   string
 		mutate func(*computev1alpha1.Instance)
-		check  func(t *testing.T, vm *kubevirtv1.VirtualMachine)
+		check  func(t *testing.T, vm *kubevirtv1.VirtualMachine, inst *computev1alpha1.Instance)
 		reason string // a PermanentError reason instead of a VM
 	}{{
 		name:   "powerState Stopped is runStrategy Halted",
 		mutate: func(i *computev1alpha1.Instance) { i.Spec.PowerState = computev1alpha1.PowerStateStopped },
-		check: func(t *testing.T, vm *kubevirtv1.VirtualMachine) {
+		check: func(t *testing.T, vm *kubevirtv1.VirtualMachine, inst *computev1alpha1.Instance) {
 			if *vm.Spec.RunStrategy != kubevirtv1.RunStrategyHalted {
 				t.Errorf("runStrategy = %s", *vm.Spec.RunStrategy)
 			}
@@ -214,7 +236,7 @@ func TestBuildVirtualMachineVariants(t *testing.T) {
 	}, {
 		name:   "powerState Suspended starts the VM (then it is paused)",
 		mutate: func(i *computev1alpha1.Instance) { i.Spec.PowerState = computev1alpha1.PowerStateSuspended },
-		check: func(t *testing.T, vm *kubevirtv1.VirtualMachine) {
+		check: func(t *testing.T, vm *kubevirtv1.VirtualMachine, inst *computev1alpha1.Instance) {
 			if *vm.Spec.RunStrategy != kubevirtv1.RunStrategyAlways {
 				t.Errorf("runStrategy = %s", *vm.Spec.RunStrategy)
 			}
@@ -222,7 +244,7 @@ func TestBuildVirtualMachineVariants(t *testing.T) {
 	}, {
 		name:   "a type absent from the catalog references the cluster instancetype of its name",
 		mutate: func(i *computev1alpha1.Instance) { i.Spec.Type = region + "/zones/us1-a/instance-types/u1.medium" },
-		check: func(t *testing.T, vm *kubevirtv1.VirtualMachine) {
+		check: func(t *testing.T, vm *kubevirtv1.VirtualMachine, inst *computev1alpha1.Instance) {
 			it := vm.Spec.Instancetype
 			if it == nil || it.Kind != KindClusterInstancetype || it.Name != "u1.medium" {
 				t.Errorf("instancetype = %+v", it)
@@ -234,7 +256,7 @@ func TestBuildVirtualMachineVariants(t *testing.T) {
 	}, {
 		name:   "a catalog instancetype reference",
 		mutate: func(i *computev1alpha1.Instance) { i.Spec.Type = region + "/zones/us1-a/instance-types/g1-custom" },
-		check: func(t *testing.T, vm *kubevirtv1.VirtualMachine) {
+		check: func(t *testing.T, vm *kubevirtv1.VirtualMachine, inst *computev1alpha1.Instance) {
 			if it := vm.Spec.Instancetype; it == nil || it.Kind != KindClusterInstancetype || it.Name != "u1.large" {
 				t.Errorf("instancetype = %+v", it)
 			}
@@ -242,7 +264,7 @@ func TestBuildVirtualMachineVariants(t *testing.T) {
 	}, {
 		name:   "a namespaced instancetype reference",
 		mutate: func(i *computev1alpha1.Instance) { i.Spec.Type = project + "/instance-types/g1-ns" },
-		check: func(t *testing.T, vm *kubevirtv1.VirtualMachine) {
+		check: func(t *testing.T, vm *kubevirtv1.VirtualMachine, inst *computev1alpha1.Instance) {
 			if it := vm.Spec.Instancetype; it == nil || it.Kind != KindInstancetype || it.Name != "team-type" {
 				t.Errorf("instancetype = %+v", it)
 			}
@@ -259,7 +281,7 @@ func TestBuildVirtualMachineVariants(t *testing.T) {
 				{Source: project + "/snapshots/snap-1", SizeGb: 30},
 			}
 		},
-		check: func(t *testing.T, vm *kubevirtv1.VirtualMachine) {
+		check: func(t *testing.T, vm *kubevirtv1.VirtualMachine, inst *computev1alpha1.Instance) {
 			disks := vm.Spec.Template.Spec.Domain.Devices.Disks
 			var names []string
 			for _, d := range disks {
@@ -321,7 +343,7 @@ func TestBuildVirtualMachineVariants(t *testing.T) {
 				{Network: project + "/networks/tagged", VLAN: 100, IPv6Address: "fd00::20"},
 			}
 		},
-		check: func(t *testing.T, vm *kubevirtv1.VirtualMachine) {
+		check: func(t *testing.T, vm *kubevirtv1.VirtualMachine, inst *computev1alpha1.Instance) {
 			nets := vm.Spec.Template.Spec.Networks
 			if len(nets) != 3 || nets[0].Pod == nil || nets[1].Multus == nil || nets[1].Multus.NetworkName != "storage-net" ||
 				nets[2].Multus == nil || nets[2].Multus.NetworkName != "infra/trunk" {
@@ -331,11 +353,17 @@ func TestBuildVirtualMachineVariants(t *testing.T) {
 			if ifaces[1].Bridge == nil || ifaces[2].Bridge == nil {
 				t.Errorf("Multus interfaces are not bridged: %+v", ifaces)
 			}
-			var ci *kubevirtv1.CloudInitNoCloudSource
 			for _, v := range vm.Spec.Template.Spec.Volumes {
-				if v.CloudInitNoCloud != nil {
-					ci = v.CloudInitNoCloud
+				if v.CloudInitNoCloud != nil && (v.CloudInitNoCloud.NetworkDataSecretRef == nil || v.CloudInitNoCloud.NetworkDataSecretRef.Name != CloudInitSecretName(inst)) {
+					t.Errorf("cloudInitNoCloud = %+v, want networkDataSecretRef %s", v.CloudInitNoCloud, CloudInitSecretName(inst))
 				}
+			}
+			ci, err := CloudInit(inst, cat)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(BuildCloudInitSecret(inst, ci).Data[NetworkDataKey]) != ci.NetworkData {
+				t.Error("the Secret's networkdata is not the network config")
 			}
 			var np netplan
 			if err := yaml.UnmarshalStrict([]byte(ci.NetworkData), &np); err != nil {
@@ -361,12 +389,16 @@ func TestBuildVirtualMachineVariants(t *testing.T) {
 			i.Spec.Hostname = "trainer.ml.example"
 			i.Spec.InstanceMetadata = []computev1alpha1.MetadataItem{{Key: "startup-script", Value: "#!/bin/sh\necho hi\n"}}
 		},
-		check: func(t *testing.T, vm *kubevirtv1.VirtualMachine) {
+		check: func(t *testing.T, vm *kubevirtv1.VirtualMachine, inst *computev1alpha1.Instance) {
 			spec := vm.Spec.Template.Spec
 			if spec.Hostname != "trainer" {
 				t.Errorf("hostname = %s", spec.Hostname)
 			}
-			ud := spec.Volumes[len(spec.Volumes)-1].CloudInitNoCloud.UserData
+			data, err := CloudInit(inst, cat)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ud := data.UserData
 			var cc cloudConfig
 			if err := yaml.UnmarshalStrict([]byte(strings.TrimPrefix(ud, "#cloud-config\n")), &cc); err != nil {
 				t.Fatal(err)
@@ -383,7 +415,7 @@ func TestBuildVirtualMachineVariants(t *testing.T) {
 		mutate: func(i *computev1alpha1.Instance) {
 			i.Spec.GPUs = []computev1alpha1.GPU{{Type: region + "/zones/us1-a/gpu-types/h100-80gb", Count: 2}, {Type: region + "/gpu-types/l40s", Count: 1}}
 		},
-		check: func(t *testing.T, vm *kubevirtv1.VirtualMachine) {
+		check: func(t *testing.T, vm *kubevirtv1.VirtualMachine, inst *computev1alpha1.Instance) {
 			gpus := vm.Spec.Template.Spec.Domain.Devices.GPUs
 			if len(gpus) != 3 || gpus[1].Name != "gpu1" || gpus[1].DeviceName != "nvidia.com/GH100_H100_SXM5_80GB" || gpus[2].DeviceName != "nvidia.com/AD102GL_L40S" {
 				t.Errorf("gpus = %+v", gpus)
@@ -448,7 +480,7 @@ func TestBuildVirtualMachineVariants(t *testing.T) {
 			if err != nil {
 				t.Fatalf("BuildVirtualMachine: %v", err)
 			}
-			tt.check(t, vm)
+			tt.check(t, vm, inst)
 		})
 	}
 }
@@ -460,7 +492,7 @@ func TestCloudInitHashFollowsMetadata(t *testing.T) {
 		t.Fatal(err)
 	}
 	again, _ := CloudInit(inst, DefaultCatalog())
-	if cloudInitHash(a) != cloudInitHash(again) {
+	if a.Hash() != again.Hash() {
 		t.Error("the cloud-init hash is not stable")
 	}
 	inst.Spec.InstanceMetadata = append(inst.Spec.InstanceMetadata, computev1alpha1.MetadataItem{Key: "role", Value: "trainer"})
@@ -468,7 +500,35 @@ func TestCloudInitHashFollowsMetadata(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cloudInitHash(a) == cloudInitHash(b) {
+	if a.Hash() == b.Hash() {
 		t.Error("a metadata change left the cloud-init hash unchanged")
+	}
+}
+
+// KubeVirt refuses inline cloud-init data over 2 KiB; instanceMetadata may
+// hold far more, so it must reach the guest through the Secret alone.
+func TestLargeMetadataStaysOutOfTheVM(t *testing.T) {
+	inst := sampleInstance(t)
+	script := "#!/bin/sh\n" + strings.Repeat("echo preparing the node\n", 8000)
+	inst.Spec.InstanceMetadata = append(inst.Spec.InstanceMetadata, computev1alpha1.MetadataItem{Key: "startup-script", Value: script})
+	vm, err := BuildVirtualMachine(inst, DefaultCatalog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vm.Spec.Template.Spec.Volumes {
+		if ci := v.CloudInitNoCloud; ci != nil && (len(ci.UserData) > 2048 || len(ci.UserDataBase64) > 2048 || len(ci.NetworkData) > 2048) {
+			t.Errorf("inline cloud-init data of %d bytes: KubeVirt refuses more than 2048", len(ci.UserData)+len(ci.UserDataBase64)+len(ci.NetworkData))
+		}
+	}
+	data, err := CloudInit(inst, DefaultCatalog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cc cloudConfig
+	if err := yaml.Unmarshal(BuildCloudInitSecret(inst, data).Data[UserDataKey], &cc); err != nil {
+		t.Fatal(err)
+	}
+	if len(cc.WriteFiles) != 1 || cc.WriteFiles[0].Content != script {
+		t.Errorf("the Secret does not carry the %d-byte script intact", len(script))
 	}
 }

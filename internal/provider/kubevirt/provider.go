@@ -2,10 +2,12 @@ package kubevirt
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -197,6 +199,14 @@ func (p *Provider) Create(ctx context.Context, inst *computev1alpha1.Instance) (
 	if err := p.checkInstancetype(ctx, inst, vm.Spec.Instancetype); err != nil {
 		return nil, err
 	}
+	data, err := CloudInit(want, p.catalog)
+	if err != nil {
+		return nil, err
+	}
+	// The Secret first: a VM never waits for cloud-init data that a crash kept from being written.
+	if err := p.applySecret(ctx, inst, data, instanceOwner(inst)); err != nil {
+		return nil, err
+	}
 	if err := p.client.Create(ctx, vm); err != nil {
 		if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
 			// KubeVirt's admission webhooks (or the CRD's schema) refuse the VM.
@@ -214,8 +224,40 @@ func (p *Provider) Create(ctx context.Context, inst *computev1alpha1.Instance) (
 		}
 		vm = existing
 	}
+	if err := p.applySecret(ctx, inst, data, instanceOwner(inst), vmOwner(vm)); err != nil {
+		return nil, err
+	}
 	ctrl.LoggerFrom(ctx).V(1).Info("created the VirtualMachine", "virtualMachine", inst.Namespace+"/"+inst.Name)
 	return machineFrom(inst, observation{vm: vm})
+}
+
+// applySecret writes the cloud-init Secret with these owners: a merge patch,
+// or a create when there is none. It never reads Secrets, so the manager
+// needs no get, list or watch on them.
+func (p *Provider) applySecret(ctx context.Context, inst *computev1alpha1.Instance, data *CloudInitData, owners ...metav1.OwnerReference) error {
+	want := BuildCloudInitSecret(inst, data)
+	want.OwnerReferences = owners
+	body, err := json.Marshal(map[string]any{
+		"metadata": map[string]any{"labels": want.Labels, "ownerReferences": want.OwnerReferences},
+		"data":     want.Data,
+	})
+	if err != nil {
+		return fmt.Errorf("failed to encode the cloud-init Secret: %w", err)
+	}
+	for range 2 {
+		target := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: want.Name, Namespace: want.Namespace}}
+		err = p.client.Patch(ctx, target, client.RawPatch(types.MergePatchType, body))
+		if !apierrors.IsNotFound(err) {
+			break
+		}
+		if err = p.client.Create(ctx, want.DeepCopy()); !apierrors.IsAlreadyExists(err) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("failed to write the cloud-init Secret %s/%s: %w", want.Namespace, want.Name, err)
+	}
+	return nil
 }
 
 // checkInstancetype refuses an instance type whose KubeVirt instancetype does
@@ -242,38 +284,36 @@ func (p *Provider) checkInstancetype(ctx context.Context, inst *computev1alpha1.
 }
 
 // Update implements provider.Provider: it writes the cloud-init data made
-// from instanceMetadata into the VM's template. KubeVirt applies it at the
-// guest's next boot; until then Observe's message says so.
+// from instanceMetadata into the Secret and its hash into the VM's template.
+// KubeVirt applies it at the guest's next boot; until then Observe's message
+// says so.
 func (p *Provider) Update(ctx context.Context, inst *computev1alpha1.Instance) error {
 	vm, err := p.getVM(ctx, inst)
 	if err != nil {
 		return err
 	}
-	ci, err := CloudInit(inst, p.catalog)
+	data, err := CloudInit(inst, p.catalog)
 	if err != nil {
 		return err
 	}
-	hash := cloudInitHash(ci)
+	hash := data.Hash()
 	if vm.Spec.Template == nil || vm.Spec.Template.ObjectMeta.Annotations[MetadataHashAnnotation] == hash {
 		return nil
 	}
+	owners := []metav1.OwnerReference{vmOwner(vm)}
+	if ref := metav1.GetControllerOf(vm); ref != nil && ref.UID == inst.UID {
+		owners = append([]metav1.OwnerReference{instanceOwner(inst)}, owners...)
+	}
+	if err := p.applySecret(ctx, inst, data, owners...); err != nil {
+		return err
+	}
 	patch := client.MergeFromWithOptions(vm.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	found := false
-	for i := range vm.Spec.Template.Spec.Volumes {
-		if v := &vm.Spec.Template.Spec.Volumes[i]; v.Name == cloudInitVolume {
-			v.VolumeSource = kubevirtv1.VolumeSource{CloudInitNoCloud: ci}
-			found = true
-		}
-	}
-	if !found {
-		return provider.Permanent(ReasonInvalidMetadata, "VirtualMachine %s/%s has no %q volume to carry instanceMetadata", vm.Namespace, vm.Name, cloudInitVolume)
-	}
 	if vm.Spec.Template.ObjectMeta.Annotations == nil {
 		vm.Spec.Template.ObjectMeta.Annotations = map[string]string{}
 	}
 	vm.Spec.Template.ObjectMeta.Annotations[MetadataHashAnnotation] = hash
 	if err := p.client.Patch(ctx, vm, patch); err != nil {
-		return kubevirtError("update the VirtualMachine's cloud-init data", err)
+		return kubevirtError("record the cloud-init data's hash on the VirtualMachine", err)
 	}
 	return nil
 }
@@ -401,6 +441,15 @@ func (p *Provider) Release(ctx context.Context, inst *computev1alpha1.Instance) 
 			return nil
 		}
 		return err
+	}
+	// The cloud-init Secret stays with the VM alone.
+	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"ownerReferences": []metav1.OwnerReference{vmOwner(vm)}}})
+	if err != nil {
+		return err
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: CloudInitSecretName(inst), Namespace: inst.Namespace}}
+	if err := p.client.Patch(ctx, secret, client.RawPatch(types.MergePatchType, body)); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("failed to release the cloud-init Secret: %w", err)
 	}
 	kept := vm.OwnerReferences[:0:0]
 	for _, ref := range vm.OwnerReferences {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,6 +28,23 @@ func newProvider() *Provider {
 func hold(t *testing.T, set func(bool)) {
 	set(true)
 	t.Cleanup(func() { set(false) })
+}
+
+func getSecret(t *testing.T, inst *computev1alpha1.Instance) *corev1.Secret {
+	t.Helper()
+	s := &corev1.Secret{}
+	if err := k8sClient.Get(context.Background(), types.NamespacedName{Namespace: inst.Namespace, Name: CloudInitSecretName(inst)}, s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func ownerUIDs(refs []metav1.OwnerReference) string {
+	var uids []string
+	for _, r := range refs {
+		uids = append(uids, string(r.UID))
+	}
+	return strings.Join(uids, ",")
 }
 
 func getVM(t *testing.T, inst *computev1alpha1.Instance) *kubevirtv1.VirtualMachine {
@@ -91,10 +109,19 @@ func TestCreateToRunning(t *testing.T) {
 		*first.Spec.Template.Spec.Domain.Devices.Disks[0].BootOrder != 1 ||
 		first.Spec.Template.Spec.Domain.CPU.Cores != 8 ||
 		first.Spec.Template.Spec.Hostname != inst.Name ||
-		!strings.Contains(first.Spec.Template.Spec.Volumes[1].CloudInitNoCloud.UserData, "ssh_authorized_keys") ||
+		first.Spec.Template.Spec.Volumes[1].CloudInitNoCloud.UserDataSecretRef.Name != CloudInitSecretName(inst) ||
 		first.Spec.Template.ObjectMeta.Annotations[MetadataHashAnnotation] == "" ||
 		!metav1.IsControlledBy(first, inst) {
 		t.Errorf("the stored VM lost fields: %+v", first.Spec)
+	}
+
+	// The cloud-init Secret, written before the VM, owned by both.
+	secret := getSecret(t, inst)
+	if !strings.Contains(string(secret.Data[UserDataKey]), "ssh_authorized_keys") {
+		t.Errorf("the Secret's userdata lacks the ssh keys:\n%s", secret.Data[UserDataKey])
+	}
+	if owners := ownerUIDs(secret.OwnerReferences); owners != string(inst.UID)+","+string(first.UID) {
+		t.Errorf("the Secret's owners = %s, want the Instance and the VM", owners)
 	}
 
 	m = observeUntil(t, p, inst, provider.PhaseProvisioning)
@@ -382,6 +409,9 @@ func TestReleaseForOrphan(t *testing.T) {
 	if len(vm.OwnerReferences) != 0 {
 		t.Errorf("ownerReferences after Release = %+v, want none (garbage collection would delete the VM)", vm.OwnerReferences)
 	}
+	if owners := ownerUIDs(getSecret(t, inst).OwnerReferences); owners != string(vm.UID) {
+		t.Errorf("the Secret's owners after Release = %s, want the VM alone", owners)
+	}
 	if err := p.Release(ctx, inst); err != nil {
 		t.Fatalf("second Release: %v", err)
 	}
@@ -496,14 +526,11 @@ func TestUpdateMetadataAppliesAtRestart(t *testing.T) {
 		t.Fatalf("Update: %v", err)
 	}
 	vm := getVM(t, inst)
-	var ud string
-	for _, v := range vm.Spec.Template.Spec.Volumes {
-		if v.CloudInitNoCloud != nil {
-			ud = v.CloudInitNoCloud.UserData
-		}
+	if ud := string(getSecret(t, inst).Data[UserDataKey]); !strings.Contains(ud, MetadataDir+"/role") || !strings.Contains(ud, "trainer") {
+		t.Errorf("the Secret's userdata lacks the new key:\n%s", ud)
 	}
-	if !strings.Contains(ud, MetadataDir+"/role") || !strings.Contains(ud, "trainer") {
-		t.Errorf("the template's userData lacks the new key:\n%s", ud)
+	if owners := ownerUIDs(getSecret(t, inst).OwnerReferences); owners != string(inst.UID)+","+string(vm.UID) {
+		t.Errorf("the Secret's owners after Update = %s", owners)
 	}
 	m, err := p.Observe(ctx, inst)
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 	"github.com/k0rdent-ai/instance-operator/internal/provider"
 	"github.com/k0rdent-ai/instance-operator/internal/testenv"
 )
@@ -164,6 +165,10 @@ func TestRBACIsEnough(t *testing.T) {
 	})
 	double.HoldImports(false)
 	observeUntil(t, p, inst, provider.PhaseRunning)
+	inst.Spec.InstanceMetadata = append(inst.Spec.InstanceMetadata, computev1alpha1.MetadataItem{Key: "role", Value: "trainer"})
+	if err := p.Update(ctx, inst); err != nil {
+		t.Fatalf("Update as the manager: %v", err)
+	}
 	if err := p.SetPower(ctx, inst, provider.PowerStop); err != nil {
 		t.Fatalf("Stop as the manager: %v", err)
 	}

@@ -426,18 +426,8 @@ func TestReconcilerPushesMetadata(t *testing.T) {
 	waitInstance(t, k, "the restart note", func(i *computev1alpha1.Instance) bool {
 		return strings.Contains(i.Status.Lifecycle.StatusMessage, "instanceMetadata changes apply at the next restart")
 	})
-	vm := &kubevirtv1.VirtualMachine{}
-	if err := k8sClient.Get(context.Background(), k, vm); err != nil {
-		t.Fatal(err)
-	}
-	var ud string
-	for _, v := range vm.Spec.Template.Spec.Volumes {
-		if v.CloudInitNoCloud != nil {
-			ud = v.CloudInitNoCloud.UserData
-		}
-	}
-	if !strings.Contains(ud, MetadataDir+"/role") {
-		t.Errorf("the VM's cloud-init lacks the new key (generation %d):\n%s", inst.Generation, ud)
+	if ud := string(getSecret(t, inst).Data[UserDataKey]); !strings.Contains(ud, MetadataDir+"/role") {
+		t.Errorf("the cloud-init Secret lacks the new key (generation %d):\n%s", inst.Generation, ud)
 	}
 }
 
