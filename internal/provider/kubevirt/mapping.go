@@ -55,6 +55,9 @@ const (
 	ReasonMachineNameTaken    = "MachineNameTaken"
 	ReasonImageImportFailed   = "ImageImportFailed"
 	ReasonRejectedByKubeVirt  = "RejectedByKubeVirt"
+	// ReasonCloudInitSecretTaken: a Secret named <instance>-cloudinit exists
+	// without the instance's label; the provider will not overwrite it.
+	ReasonCloudInitSecretTaken = "CloudInitSecretTaken"
 )
 
 // diskName is the name of the spec.disks entry i in the VM's devices and volumes.

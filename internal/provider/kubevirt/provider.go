@@ -231,22 +231,17 @@ func (p *Provider) Create(ctx context.Context, inst *computev1alpha1.Instance) (
 	return machineFrom(inst, observation{vm: vm})
 }
 
-// applySecret writes the cloud-init Secret with these owners: a merge patch,
-// or a create when there is none. It never reads Secrets, so the manager
-// needs no get, list or watch on them.
+// applySecret writes the cloud-init Secret with these owners: a guarded
+// patch, or a create when there is none. It never reads Secrets, so the
+// manager needs no get, list or watch on them.
 func (p *Provider) applySecret(ctx context.Context, inst *computev1alpha1.Instance, data *CloudInitData, owners ...metav1.OwnerReference) error {
 	want := BuildCloudInitSecret(inst, data)
 	want.OwnerReferences = owners
-	body, err := json.Marshal(map[string]any{
-		"metadata": map[string]any{"labels": want.Labels, "ownerReferences": want.OwnerReferences},
-		"data":     want.Data,
-	})
-	if err != nil {
-		return fmt.Errorf("failed to encode the cloud-init Secret: %w", err)
-	}
+	var err error
 	for range 2 {
-		target := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: want.Name, Namespace: want.Namespace}}
-		err = p.client.Patch(ctx, target, client.RawPatch(types.MergePatchType, body))
+		err = p.patchOwnSecret(ctx, inst,
+			jsonPatchOp{Op: "add", Path: "/metadata/ownerReferences", Value: owners},
+			jsonPatchOp{Op: "add", Path: "/data", Value: want.Data})
 		if !apierrors.IsNotFound(err) {
 			break
 		}
@@ -258,6 +253,32 @@ func (p *Provider) applySecret(ctx context.Context, inst *computev1alpha1.Instan
 		return fmt.Errorf("failed to write the cloud-init Secret %s/%s: %w", want.Namespace, want.Name, err)
 	}
 	return nil
+}
+
+type jsonPatchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value"`
+}
+
+// patchOwnSecret applies a JSON patch to the instance's cloud-init Secret
+// only if the Secret carries the instance's label: the patch's first
+// operation tests it on the server, so a Secret of that name that is not
+// the provider's is never overwritten, and never read. Such a Secret is a
+// PermanentError.
+func (p *Provider) patchOwnSecret(ctx context.Context, inst *computev1alpha1.Instance, ops ...jsonPatchOp) error {
+	guard := jsonPatchOp{Op: "test", Path: "/metadata/labels/" + strings.ReplaceAll(strings.ReplaceAll(InstanceLabel, "~", "~0"), "/", "~1"), Value: inst.Name}
+	body, err := json.Marshal(append([]jsonPatchOp{guard}, ops...))
+	if err != nil {
+		return fmt.Errorf("failed to encode a patch of the cloud-init Secret: %w", err)
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: CloudInitSecretName(inst), Namespace: inst.Namespace}}
+	err = p.client.Patch(ctx, secret, client.RawPatch(types.JSONPatchType, body))
+	if apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
+		return provider.Permanent(ReasonCloudInitSecretTaken, "a Secret named %s/%s exists and was not made for this instance (it lacks the label %s=%s): %v",
+			inst.Namespace, secret.Name, InstanceLabel, inst.Name, err)
+	}
+	return err
 }
 
 // checkInstancetype refuses an instance type whose KubeVirt instancetype does
@@ -443,12 +464,8 @@ func (p *Provider) Release(ctx context.Context, inst *computev1alpha1.Instance) 
 		return err
 	}
 	// The cloud-init Secret stays with the VM alone.
-	body, err := json.Marshal(map[string]any{"metadata": map[string]any{"ownerReferences": []metav1.OwnerReference{vmOwner(vm)}}})
-	if err != nil {
-		return err
-	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: CloudInitSecretName(inst), Namespace: inst.Namespace}}
-	if err := p.client.Patch(ctx, secret, client.RawPatch(types.MergePatchType, body)); client.IgnoreNotFound(err) != nil {
+	err = p.patchOwnSecret(ctx, inst, jsonPatchOp{Op: "add", Path: "/metadata/ownerReferences", Value: []metav1.OwnerReference{vmOwner(vm)}})
+	if client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("failed to release the cloud-init Secret: %w", err)
 	}
 	kept := vm.OwnerReferences[:0:0]

@@ -576,3 +576,28 @@ func TestSuspendWithoutPauser(t *testing.T) {
 		t.Errorf("Suspend without a Pauser: err = %v, want a PermanentError", err)
 	}
 }
+
+// A Secret of the cloud-init Secret's name that the provider did not make is
+// never overwritten (the provider cannot even read it): Create refuses.
+func TestForeignSecretIsNotOverwritten(t *testing.T) {
+	ctx := context.Background()
+	inst := newInstance(t, nil)
+	foreign := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: CloudInitSecretName(inst), Namespace: inst.Namespace},
+		Data:       map[string][]byte{"password": []byte("hunter2")},
+	}
+	if err := k8sClient.Create(ctx, foreign); err != nil {
+		t.Fatal(err)
+	}
+	_, err := newProvider().Create(ctx, inst)
+	if perm, ok := provider.AsPermanent(err); !ok || perm.Reason != ReasonCloudInitSecretTaken {
+		t.Fatalf("Create: err = %v, want %s", err, ReasonCloudInitSecretTaken)
+	}
+	after := getSecret(t, inst)
+	if string(after.Data["password"]) != "hunter2" || len(after.Data) != 1 || len(after.OwnerReferences) != 0 {
+		t.Errorf("the foreign Secret was changed: %+v", after)
+	}
+	if err := k8sClient.Get(ctx, key(inst), &kubevirtv1.VirtualMachine{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a VM was made without its cloud-init data: err = %v", err)
+	}
+}
