@@ -188,6 +188,10 @@ func TestStopAndStart(t *testing.T) {
 		t.Errorf("runStrategy = %s, want Halted", rs)
 	}
 	observeUntil(t, p, inst, provider.PhaseStopping)
+	eventually(t, "printableStatus Stopping", func() (bool, string) {
+		s := getVM(t, inst).Status.PrintableStatus
+		return s == kubevirtv1.VirtualMachineStatusStopping, string(s)
+	})
 	double.HoldShutdown(false)
 	observeUntil(t, p, inst, provider.PhaseStopped)
 	eventually(t, "printableStatus Stopped", func() (bool, string) {
@@ -385,6 +389,10 @@ func TestDelete(t *testing.T) {
 		t.Fatalf("Delete: %v", err)
 	}
 	observeUntil(t, p, inst, provider.PhaseDeleting)
+	eventually(t, "printableStatus Terminating", func() (bool, string) {
+		s := getVM(t, inst).Status.PrintableStatus
+		return s == kubevirtv1.VirtualMachineStatusTerminating, string(s)
+	})
 	if err := p.Delete(ctx, inst); err != nil {
 		t.Fatalf("Delete while deleting: %v", err)
 	}
