@@ -44,7 +44,7 @@ const (
 	podNetwork      = "default"
 )
 
-// PermanentError reasons of this provider.
+// PermanentError reasons of this provider; docs/kubevirt.md says when each occurs.
 const (
 	ReasonUnknownInstanceType = "UnknownInstanceType"
 	ReasonUnknownImage        = "UnknownImage"
@@ -55,6 +55,8 @@ const (
 	ReasonMachineNameTaken    = "MachineNameTaken"
 	ReasonImageImportFailed   = "ImageImportFailed"
 	ReasonRejectedByKubeVirt  = "RejectedByKubeVirt"
+	// ReasonSuspendNotSupported: the provider was built without a Pauser.
+	ReasonSuspendNotSupported = "SuspendNotSupported"
 	// ReasonCloudInitSecretTaken: a Secret named <instance>-cloudinit exists
 	// without the instance's label; the provider will not overwrite it.
 	ReasonCloudInitSecretTaken = "CloudInitSecretTaken"

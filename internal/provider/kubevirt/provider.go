@@ -369,7 +369,7 @@ func (p *Provider) SetPower(ctx context.Context, inst *computev1alpha1.Instance,
 		return fmt.Errorf("unknown power action %q", action)
 	}
 	if p.pauser == nil {
-		return provider.Permanent("SuspendNotSupported", "this operator was started without access to KubeVirt's pause subresource")
+		return provider.Permanent(ReasonSuspendNotSupported, "this operator was started without access to KubeVirt's pause subresource")
 	}
 	vmi := &kubevirtv1.VirtualMachineInstance{}
 	if err := p.client.Get(ctx, client.ObjectKeyFromObject(vm), vmi); err != nil {
@@ -378,7 +378,7 @@ func (p *Provider) SetPower(ctx context.Context, inst *computev1alpha1.Instance,
 		}
 		return kubevirtError("get the VirtualMachineInstance", err)
 	}
-	paused := vmiCondition(vmi, kubevirtv1.VirtualMachineInstancePaused) == "True"
+	paused := vmiCondition(vmi, kubevirtv1.VirtualMachineInstancePaused) == corev1.ConditionTrue
 	runStrategy := ptr.Deref(vm.Spec.RunStrategy, kubevirtv1.RunStrategyAlways)
 	if action == provider.PowerSuspend {
 		if paused {

@@ -580,8 +580,8 @@ func TestSuspendWithoutPauser(t *testing.T) {
 	_, inst := running(t, nil)
 	p := New(k8sClient, Options{})
 	err := p.SetPower(ctx, inst, provider.PowerSuspend)
-	if _, ok := provider.AsPermanent(err); !ok {
-		t.Errorf("Suspend without a Pauser: err = %v, want a PermanentError", err)
+	if perm, ok := provider.AsPermanent(err); !ok || perm.Reason != ReasonSuspendNotSupported {
+		t.Errorf("Suspend without a Pauser: err = %v, want a PermanentError %s", err, ReasonSuspendNotSupported)
 	}
 }
 
