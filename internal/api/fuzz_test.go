@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -171,6 +172,21 @@ func FuzzDecodePatch(f *testing.F) {
 		}
 		if (p.DisplayName != nil) != (raw["displayName"] != nil) || (p.Labels != nil) != (raw["labels"] != nil) {
 			t.Fatalf("%q: parsed %+v", body, p)
+		}
+	})
+}
+
+// FuzzValidators: the fast validators agree with the contract's patterns.
+func FuzzValidators(f *testing.F) {
+	for _, s := range []string{"a", "instance-d4e5f6", "1abc", "-a", "a-", "A", "a_b", "", "us-texas-1", strings.Repeat("a", 63), strings.Repeat("a", 64), "a\x00", "é"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := validID(s), len(s) <= 63 && idPattern.MatchString(s); got != want {
+			t.Fatalf("validID(%q) = %v, the pattern says %v", s, got, want)
+		}
+		if got, want := validScope(s), len(s) <= 63 && scopePattern.MatchString(s); got != want {
+			t.Fatalf("validScope(%q) = %v, the pattern says %v", s, got, want)
 		}
 	})
 }

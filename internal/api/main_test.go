@@ -171,8 +171,8 @@ func setUp(ctx context.Context) error {
 	opts.OIDCClientID = oidcClientID
 	opts.OIDCCAFile = caFile
 	opts.OIDCGroupsClaim = "groups"
-	opts.RateLimit = 10000
-	opts.RateBurst = 10000
+	opts.RateLimit = 1e6
+	opts.RateBurst = 1e6
 	srv, err = AddToManager(mgr, opts)
 	if err != nil {
 		return err

@@ -17,11 +17,35 @@ import (
 )
 
 var (
-	// idPattern is the contract's id rule (also the rule for region and project segments).
+	// idPattern is the contract's id rule; validID is its fast form.
 	idPattern = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
-	// scopePattern is a region or project name: a DNS label.
+	// scopePattern is a region or project name: a DNS label; validScope is its fast form.
 	scopePattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 )
+
+// validID reports whether s is a valid id: 1-63 characters of idPattern.
+func validID(s string) bool {
+	return len(s) > 0 && s[0] >= 'a' && s[0] <= 'z' && validLabel(s)
+}
+
+// validScope reports whether s is a valid region or project: 1-63 characters of scopePattern.
+func validScope(s string) bool {
+	return len(s) > 0 && validLabel(s)
+}
+
+// validLabel checks a DNS label's length, characters and last character.
+func validLabel(s string) bool {
+	if len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return s[0] != '-' && s[len(s)-1] != '-'
+}
 
 // Custom methods, written as colon methods on the instance.
 const (
@@ -103,7 +127,7 @@ func parsePath(path string) (r route, ok bool) {
 			}
 		}
 		r.id = last
-		if len(r.id) > 63 || !idPattern.MatchString(r.id) {
+		if !validID(r.id) {
 			r.valid = false
 		}
 	}
@@ -111,10 +135,6 @@ func parsePath(path string) (r route, ok bool) {
 		r.valid = false
 	}
 	return r, true
-}
-
-func validScope(s string) bool {
-	return len(s) <= 63 && scopePattern.MatchString(s)
 }
 
 // Paging bounds of the contract.
@@ -168,7 +188,7 @@ func decodePageToken(token string) (string, *apiError) {
 		return "", bad
 	}
 	id := string(raw[len(pageTokenPrefix):])
-	if len(id) > 63 || !idPattern.MatchString(id) {
+	if !validID(id) {
 		return "", bad
 	}
 	return id, nil
@@ -205,7 +225,7 @@ func decodeCreate(body []byte) (*CreateRequest, *apiError) {
 	if req.Type == "" {
 		return nil, fieldError("type", "type is required")
 	}
-	if req.ID != "" && (len(req.ID) > 63 || !idPattern.MatchString(req.ID)) {
+	if req.ID != "" && !validID(req.ID) {
 		return nil, fieldError("id", "id must be 1-63 lowercase letters, digits and '-', starting with a letter and not ending with '-'")
 	}
 	for k := range req.Labels {

@@ -1,0 +1,43 @@
+package api
+
+import (
+	"io"
+	"net/http"
+	"testing"
+)
+
+// BenchmarkGet measures the seed GET through the whole server (real HTTP,
+// cached authentication and authorization, cache read, encoding):
+// go test -run '^$' -bench BenchmarkGet ./internal/api/
+func BenchmarkGet(b *testing.B) {
+	t := &testing.T{}
+	createWithStatus(t, seedInstance("instance-bench"), runningStatus())
+	defer func() { _ = env.Client.Delete(b.Context(), seedInstance("instance-bench")) }()
+	url := baseURL + instancePath("instance-bench")
+	transport := &http.Transport{MaxIdleConnsPerHost: 256}
+	client := &http.Client{Transport: transport}
+	get := func() int {
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		req.Header.Set("Authorization", "Bearer "+tokens["viewer"])
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(); code != http.StatusOK {
+		b.Fatalf("status %d", code)
+	}
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if code := get(); code != http.StatusOK {
+				b.Errorf("status %d", code)
+				return
+			}
+		}
+	})
+}
