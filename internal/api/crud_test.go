@@ -240,7 +240,7 @@ func TestPatch(t *testing.T) {
 
 	r := call(t, http.MethodPatch, path, tokens["deployer"], map[string]any{
 		"displayName": "renamed", "description": nil,
-		"labels":           map[string]string{"env": "prod"},
+		"labels":           map[string]any{"env": "prod", "property1": nil},
 		"instanceMetadata": []map[string]string{{"key": "startup-script", "value": "echo hi"}},
 	})
 	if r.StatusCode != http.StatusOK {
@@ -248,7 +248,7 @@ func TestPatch(t *testing.T) {
 	}
 	var got Instance
 	r.json(t, &got)
-	if got.DisplayName != "renamed" || got.Description != "" || len(got.Labels) != 1 || got.Labels["env"] != "prod" ||
+	if got.DisplayName != "renamed" || got.Description != "" || len(got.Labels) != 2 || got.Labels["env"] != "prod" || got.Labels["property2"] != "string" ||
 		len(got.InstanceMetadata) != 1 || got.InstanceMetadata[0].Key != "startup-script" {
 		t.Errorf("patched = %+v", got)
 	}
@@ -287,6 +287,27 @@ func TestPatch(t *testing.T) {
 			}
 		})
 	}
+	t.Run("labels null removes the API's labels only", func(t *testing.T) {
+		var got Instance
+		call(t, http.MethodPatch, path, tokens["deployer"], `{"labels":null}`).json(t, &got)
+		if len(got.Labels) != 0 {
+			t.Errorf("labels = %v", got.Labels)
+		}
+		res, err := getResource(t, "instance-patch")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Labels) != 1 || res.Labels["app.kubernetes.io/managed-by"] != "argocd" {
+			t.Errorf("resource labels = %v", res.Labels)
+		}
+	})
+	t.Run("field violations of a patch come back as BadRequest", func(t *testing.T) {
+		e := call(t, http.MethodPatch, path, tokens["deployer"], `{"instanceMetadata":[{"key":"bad key!","value":"x"}]}`).
+			envelope(t, http.StatusBadRequest, ReasonInvalidArgument)
+		if v := e.violations(); len(v) != 1 || !strings.HasPrefix(v[0], "instanceMetadata[0].key") {
+			t.Errorf("violations = %v", v)
+		}
+	})
 	t.Run("merge-patch content type", func(t *testing.T) {
 		r := call(t, http.MethodPatch, path, tokens["deployer"], `{"description":"via merge patch"}`, "Content-Type", "application/merge-patch+json")
 		if r.StatusCode != http.StatusOK {

@@ -173,6 +173,9 @@ func FuzzDecodePatch(f *testing.F) {
 		if (p.DisplayName != nil) != (raw["displayName"] != nil) || (p.Labels != nil) != (raw["labels"] != nil) {
 			t.Fatalf("%q: parsed %+v", body, p)
 		}
+		if p.ClearLabels && len(p.Labels) != 0 {
+			t.Fatalf("%q: parsed %+v", body, p)
+		}
 	})
 }
 

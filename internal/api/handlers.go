@@ -250,15 +250,19 @@ func (op *operation) patch() error {
 			in.Spec.InstanceMetadata = *p.InstanceMetadata
 		}
 		if p.Labels != nil {
-			// Only the API's labels (no "/" in the key) are replaced; tooling's stay.
+			// Only the API's labels (no "/" in the key) change; tooling's stay.
 			labels := map[string]string{}
 			for k, v := range in.Labels {
-				if strings.Contains(k, "/") {
+				if strings.Contains(k, "/") || !p.ClearLabels {
 					labels[k] = v
 				}
 			}
-			for k, v := range *p.Labels {
-				labels[k] = v
+			for k, v := range p.Labels {
+				if v == nil {
+					delete(labels, k)
+				} else {
+					labels[k] = *v
+				}
 			}
 			in.Labels = labels
 		}
@@ -426,8 +430,9 @@ func (op *operation) fromKubernetes(err error) *apiError {
 		if d := status.Status().Details; d != nil {
 			for _, c := range d.Causes {
 				field := apiFieldName(c.Field)
-				ae.violations = append(ae.violations, FieldViolation{Field: field, Description: c.Message})
-				msgs = append(msgs, field+": "+c.Message)
+				msg := apiMessage(c.Message)
+				ae.violations = append(ae.violations, FieldViolation{Field: field, Description: msg})
+				msgs = append(msgs, field+": "+msg)
 			}
 		}
 		if len(msgs) == 0 {
@@ -443,6 +448,13 @@ func (op *operation) fromKubernetes(err error) *apiError {
 	}
 	return nil
 }
+
+// resourcePaths maps the resource's field paths, as the API server's messages
+// quote them, to the REST API's names.
+var resourcePaths = strings.NewReplacer("metadata.generateName", "id", "metadata.name", "id", "metadata.labels", "labels", "spec.", "")
+
+// apiMessage rewrites an API server message in the REST API's field names.
+func apiMessage(msg string) string { return resourcePaths.Replace(msg) }
 
 // apiFieldName turns a resource field path (spec.disks[0].source,
 // metadata.name) into the REST API's (disks[0].source, id).

@@ -236,12 +236,15 @@ func decodeCreate(body []byte) (*CreateRequest, *apiError) {
 	return &req, nil
 }
 
-// Patch is a parsed PATCH body: a JSON merge patch of the mutable fields.
-// A nil pointer leaves the field alone; a field given as null clears it.
+// Patch is a parsed PATCH body: a JSON merge patch (RFC 7386) of the
+// mutable fields. A nil pointer leaves the field alone; a field given as null
+// clears it. Labels merge key by key (a null value removes the key; labels:
+// null removes them all); instanceMetadata, an array, is replaced whole.
 type Patch struct {
 	DisplayName      *string
 	Description      *string
-	Labels           *map[string]string
+	ClearLabels      bool
+	Labels           map[string]*string
 	InstanceMetadata *[]computev1alpha1.MetadataItem
 }
 
@@ -275,16 +278,17 @@ func decodePatch(body []byte) (*Patch, *apiError) {
 			}
 			p.Description = &s
 		case "labels":
-			m := map[string]string{}
-			if !isNull {
-				err = json.Unmarshal(v, &m)
+			p.Labels = map[string]*string{}
+			if isNull {
+				p.ClearLabels = true
+			} else {
+				err = json.Unmarshal(v, &p.Labels)
 			}
-			for lk := range m {
+			for lk := range p.Labels {
 				if strings.Contains(lk, "/") {
 					return nil, fieldError("labels", fmt.Sprintf("label key %q must not contain '/'", truncate(lk, 64)))
 				}
 			}
-			p.Labels = &m
 		case "instanceMetadata":
 			var items []computev1alpha1.MetadataItem
 			if !isNull {
