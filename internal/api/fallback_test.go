@@ -1,0 +1,52 @@
+package api
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// laggingCache is an informer cache that has not caught up yet: it knows no
+// instance and no namespace. Writes go through to the API server.
+type laggingCache struct{ client.Client }
+
+func (laggingCache) Get(_ context.Context, key client.ObjectKey, _ client.Object, _ ...client.GetOption) error {
+	return apierrors.NewNotFound(schema.GroupResource{Group: "compute.k0rdent.ai", Resource: "instances"}, key.Name)
+}
+
+func (laggingCache) List(context.Context, client.ObjectList, ...client.ListOption) error { return nil }
+
+// TestLiveReadBeforeNotFound: when the cache does not know the instance or
+// the project yet (a create a moment ago), the server reads the API server
+// before answering 404.
+func TestLiveReadBeforeNotFound(t *testing.T) {
+	createWithStatus(t, seedInstance("instance-lagging"), runningStatus())
+	s := &Server{opts: srv.opts, mgr: srv.mgr, cache: laggingCache{env.Client}, live: env.Client,
+		authn: srv.authn, authz: srv.authz, base: srv.base, rate: newRateLimiter(1e6, 1e6)}
+	ts := httptest.NewServer(s.Handler())
+	defer ts.Close()
+	for path, want := range map[string]int{
+		instancePath("instance-lagging"): http.StatusOK,
+		instancePath("no-such-instance"): http.StatusNotFound,
+	} {
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tokens["viewer"])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		r := response{Response: resp, body: body}
+		validateResponse(t, http.MethodGet, path, r)
+		if resp.StatusCode != want {
+			t.Errorf("%s = %d, want %d: %s", path, resp.StatusCode, want, body)
+		}
+	}
+}
