@@ -77,9 +77,24 @@ func TestGetSeed(t *testing.T) {
 		UpdatedAt: &updated,
 	})
 
-	r := call(t, http.MethodGet, instancePath("instance-d4e5f6"), tokens["viewer"], nil)
-	if r.StatusCode != http.StatusOK {
-		t.Fatalf("status = %d, body %s", r.StatusCode, r.body)
+	// The informer cache is eventually consistent: wait until it holds this
+	// very instance (a previous run's may linger for a moment).
+	var r response
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r = call(t, http.MethodGet, instancePath("instance-d4e5f6"), tokens["viewer"], nil)
+		if r.StatusCode != http.StatusOK {
+			t.Fatalf("status = %d, body %s", r.StatusCode, r.body)
+		}
+		var got Instance
+		r.json(t, &got)
+		if got.UID == string(in.UID) && got.Lifecycle.StatusMessage == "allocating resources" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cache never served this instance: %s", r.body)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	want := `{
   "selfLink": "/v1/regions/us-texas-1/projects/project-x9y8z7/compute/instances/instance-d4e5f6",

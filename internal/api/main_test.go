@@ -22,6 +22,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -242,11 +243,15 @@ func bindRole(ctx context.Context, ns, kind, name, clusterRole string) error {
 	} else {
 		subject.APIGroup = rbacv1.GroupName
 	}
-	return env.Client.Create(ctx, &rbacv1.RoleBinding{
+	err := env.Client.Create(ctx, &rbacv1.RoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: strings.ToLower(kind) + "-" + strings.ReplaceAll(name, ":", "-") + "-" + clusterRole, Namespace: ns},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: clusterRole},
 		Subjects:   []rbacv1.Subject{subject},
 	})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
 }
 
 // response is an answer of the API, already checked against the OpenAPI document.
@@ -426,9 +431,14 @@ func pemOfServer(s *httptest.Server) []byte {
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
 
+// createProjectNamespace makes (once) the namespace serving region and project.
 func createProjectNamespace(name, region, project string) error {
-	return env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
+	err := env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
 		computev1alpha1.RegionLabel: region, computev1alpha1.ProjectLabel: project}}})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
 }
 
 func encodePageTokenRaw(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
