@@ -89,9 +89,9 @@ func (o *Options) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.OIDCClientID, "api-oidc-client-id", "", "Audience the OIDC tokens must carry (as --oidc-client-id).")
 	fs.StringVar(&o.OIDCCAFile, "api-oidc-ca-file", "", "CA bundle that signs the OIDC issuer's serving certificate; the host's roots when empty (as --oidc-ca-file).")
 	fs.StringVar(&o.OIDCUsernameClaim, "api-oidc-username-claim", o.OIDCUsernameClaim, "JWT claim used as the user name (as --oidc-username-claim).")
-	fs.StringVar(&o.OIDCUsernamePrefix, "api-oidc-username-prefix", o.OIDCUsernamePrefix, "Prefix added to OIDC user names; '-' for none (as --oidc-username-prefix).")
+	fs.StringVar(&o.OIDCUsernamePrefix, "api-oidc-username-prefix", o.OIDCUsernamePrefix, "Prefix added to OIDC user names; '-' for none (as --oidc-username-prefix); the default keeps OIDC users apart from the cluster's own.")
 	fs.StringVar(&o.OIDCGroupsClaim, "api-oidc-groups-claim", "", "JWT claim holding the user's groups (as --oidc-groups-claim).")
-	fs.StringVar(&o.OIDCGroupsPrefix, "api-oidc-groups-prefix", o.OIDCGroupsPrefix, "Prefix added to OIDC group names (as --oidc-groups-prefix).")
+	fs.StringVar(&o.OIDCGroupsPrefix, "api-oidc-groups-prefix", o.OIDCGroupsPrefix, "Prefix added to OIDC group names (as --oidc-groups-prefix); the default keeps an issuer from asserting the cluster's own groups such as system:masters.")
 	fs.Func("api-oidc-signing-algs", "Comma-separated JOSE algorithms accepted from the issuer (default RS256; as --oidc-signing-algs).", func(s string) error {
 		o.OIDCSigningAlgs = splitComma(s)
 		if len(o.OIDCSigningAlgs) == 0 {
