@@ -1,0 +1,47 @@
+package api
+
+import (
+	"flag"
+	"io"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestBindFlags(t *testing.T) {
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	o := BindFlags(fs)
+	if err := fs.Parse([]string{
+		"--api-bind-address=:9000", "--api-oidc-issuer-url=https://issuer.example", "--api-oidc-client-id=compute",
+		"--api-oidc-signing-algs=RS256, ES256", "--api-oidc-username-prefix=-", "--api-rate-limit=5", "--api-read-timeout=7s",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if o.BindAddress != ":9000" || o.OIDCClientID != "compute" || !slices.Equal(o.OIDCSigningAlgs, []string{"RS256", "ES256"}) ||
+		o.OIDCUsernamePrefix != "-" || o.RateLimit != 5 || o.ReadTimeout != 7*time.Second || o.MaxBodyBytes != DefaultOptions().MaxBodyBytes {
+		t.Errorf("options = %+v", o)
+	}
+	if err := o.validate(); err != nil {
+		t.Errorf("valid options refused: %v", err)
+	}
+	if err := fs.Parse([]string{"--api-oidc-signing-algs= , "}); err == nil {
+		t.Error("an empty algorithm list was accepted")
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	for name, mut := range map[string]func(*Options){
+		"cert without key":     func(o *Options) { o.TLSCertFile = "tls.crt" },
+		"issuer without id":    func(o *Options) { o.OIDCIssuerURL = "https://issuer.example" },
+		"no body":              func(o *Options) { o.MaxBodyBytes = 0 },
+		"negative rate":        func(o *Options) { o.RateLimit = -1 },
+		"rate without a burst": func(o *Options) { o.RateBurst = 0 },
+	} {
+		o := DefaultOptions()
+		mut(&o)
+		if err := o.validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
