@@ -65,6 +65,9 @@ const collectionPath = "/v1/regions/" + region + "/projects/" + project + "/comp
 // TestGetSeed is the seed page: GET of an instance answers exactly the
 // documented body, every field from the resource.
 func TestGetSeed(t *testing.T) {
+	if srv.instanceStore == nil {
+		t.Error("the GET path has no direct access to the instance informer's store")
+	}
 	updated := metav1.NewTime(time.Date(2026, 11, 27, 14, 15, 22, 0, time.UTC))
 	in := createWithStatus(t, seedInstance("instance-d4e5f6"), computev1alpha1.InstanceStatus{
 		Lifecycle: computev1alpha1.Lifecycle{Status: computev1alpha1.LifecycleProvisioning, StatusMessage: "allocating resources"},

@@ -136,10 +136,20 @@ func (op *operation) notFound() *apiError {
 }
 
 // fetch reads the instance from the cache, and from the API server on a
-// cache miss (an instance created a moment ago).
+// cache miss (an instance created a moment ago). The result may be the
+// cache's own object: read it, never change it.
 func (op *operation) fetch() (*computev1alpha1.Instance, error) {
 	if !op.rt.valid {
 		return nil, op.notFound()
+	}
+	if store := op.s.instanceStore; store != nil {
+		// The cached object itself, not a copy: the caller only reads it.
+		obj, exists, err := store.GetByKey(op.ns + "/" + op.rt.id)
+		if err == nil && exists {
+			if in, ok := obj.(*computev1alpha1.Instance); ok {
+				return in, nil
+			}
+		}
 	}
 	key := client.ObjectKey{Namespace: op.ns, Name: op.rt.id}
 	var in computev1alpha1.Instance

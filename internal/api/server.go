@@ -20,6 +20,7 @@ import (
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/client-go/kubernetes"
+	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
@@ -41,6 +42,9 @@ type Server struct {
 	mgr   manager.Manager
 	cache client.Client // reads from the informer cache, writes to the API server
 	live  client.Reader // reads from the API server
+	// instanceStore is the instance informer's store, read without a copy on
+	// the GET path; nil when the cache does not expose it (then cache reads).
+	instanceStore toolscache.Indexer
 	authn authenticator.Request
 	authz authorizer.Authorizer
 	rate  *rateLimiter
@@ -65,10 +69,12 @@ func AddToManager(mgr manager.Manager, opts Options) (*Server, error) {
 	}
 	// Ask for the informers now, so they sync with the cache before the
 	// server reports ready instead of on the first request.
-	for _, obj := range []client.Object{&corev1.Namespace{}, &computev1alpha1.Instance{}} {
-		if _, err := mgr.GetCache().GetInformer(ctx, obj, cache.BlockUntilSynced(false)); err != nil {
-			return nil, fmt.Errorf("failed to get an informer: %w", err)
-		}
+	if _, err := mgr.GetCache().GetInformer(ctx, &corev1.Namespace{}, cache.BlockUntilSynced(false)); err != nil {
+		return nil, fmt.Errorf("failed to get the namespace informer: %w", err)
+	}
+	instances, err := mgr.GetCache().GetInformer(ctx, &computev1alpha1.Instance{}, cache.BlockUntilSynced(false))
+	if err != nil {
+		return nil, fmt.Errorf("failed to get the instance informer: %w", err)
 	}
 	s := &Server{
 		opts:      opts,
@@ -78,6 +84,9 @@ func AddToManager(mgr manager.Manager, opts Options) (*Server, error) {
 		rate:      newRateLimiter(opts.RateLimit, opts.RateBurst),
 		base:      ctrl.Log.WithName("api"),
 		listening: make(chan struct{}),
+	}
+	if withIndexer, ok := instances.(interface{ GetIndexer() toolscache.Indexer }); ok {
+		s.instanceStore = withIndexer.GetIndexer()
 	}
 	if err := mgr.Add(s); err != nil {
 		return nil, fmt.Errorf("failed to add the API server to the manager: %w", err)
