@@ -45,10 +45,10 @@ type Server struct {
 	// instanceStore is the instance informer's store, read without a copy on
 	// the GET path; nil when the cache does not expose it (then cache reads).
 	instanceStore toolscache.Indexer
-	authn authenticator.Request
-	authz authorizer.Authorizer
-	rate  *rateLimiter
-	base  logr.Logger
+	authn         authenticator.Request
+	authz         authorizer.Authorizer
+	rate          *rateLimiter
+	base          logr.Logger
 
 	ready     atomic.Bool
 	listening chan struct{}
