@@ -6,6 +6,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // TestServiceAccountRBAC: real service-account tokens (TokenRequest, checked
@@ -206,4 +212,41 @@ func tamper(jwt string) string {
 		c = 'B'
 	}
 	return jwt[:i] + string(c) + jwt[i+1:]
+}
+
+// TestResourceNameGrant: a role limited to one instance by resourceNames
+// reads that instance and no other.
+func TestResourceNameGrant(t *testing.T) {
+	ctx := context.Background()
+	createWithStatus(t, seedInstance("instance-named-a"), runningStatus())
+	createWithStatus(t, seedInstance("instance-named-b"), runningStatus())
+	if err := env.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "one-instance", Namespace: saNS}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: "one-instance", Namespace: projectNS},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"compute.k0rdent.ai"}, Resources: []string{"instances"},
+			Verbs: []string{"get"}, ResourceNames: []string{"instance-named-a"}}},
+	}
+	if err := env.Client.Create(ctx, role); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "one-instance", Namespace: projectNS},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "one-instance"},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "one-instance", Namespace: saNS}},
+	}
+	if err := env.Client.Create(ctx, binding); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	tr, err := clientset.CoreV1().ServiceAccounts(saNS).CreateToken(ctx, "one-instance", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := tr.Status.Token
+	if r := call(t, http.MethodGet, instancePath("instance-named-a"), token, nil); r.StatusCode != http.StatusOK {
+		t.Fatalf("the granted instance = %d: %s", r.StatusCode, r.body)
+	}
+	call(t, http.MethodGet, instancePath("instance-named-b"), token, nil).envelope(t, http.StatusForbidden, ReasonPermissionDenied)
+	call(t, http.MethodGet, collectionPath, token, nil).envelope(t, http.StatusForbidden, ReasonPermissionDenied)
 }

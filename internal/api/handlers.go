@@ -114,10 +114,14 @@ func (op *operation) authorize(ns string) error {
 		Resource:        "instances",
 		ResourceRequest: true,
 	}
-	if op.rt.id != "" && op.rt.valid {
-		attrs.Name = op.rt.id
-	}
+	// First without the name: one cached answer serves every instance of the
+	// namespace. Only when that is denied, with the name, for roles limited
+	// to some instances by resourceNames.
 	decision, _, err := op.s.authz.Authorize(op.r.Context(), attrs)
+	if err == nil && decision != authorizer.DecisionAllow && op.rt.id != "" && op.rt.valid && ns != "" {
+		attrs.Name = op.rt.id
+		decision, _, err = op.s.authz.Authorize(op.r.Context(), attrs)
+	}
 	if err != nil {
 		return fmt.Errorf("failed to authorize: %w", err)
 	}
