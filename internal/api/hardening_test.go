@@ -333,3 +333,22 @@ func writeSelfSigned(t *testing.T, certFile, keyFile, cn string) *big.Int {
 	}
 	return serial
 }
+
+// TestRecover: a panic in a handler is a 500 envelope with no trace of it.
+func TestRecover(t *testing.T) {
+	s := &Server{base: srv.base}
+	h := s.withRequestID(s.withRecover(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+		panic("secret internal detail")
+	})))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/x", nil))
+	r := response{Response: rec.Result(), body: rec.Body.Bytes()}
+	validateResponse(t, http.MethodGet, "/v1/x", r)
+	e := r.envelope(t, http.StatusInternalServerError, ReasonInternal)
+	if strings.Contains(string(r.body), "secret") {
+		t.Errorf("the panic leaked: %s", r.body)
+	}
+	if e.Error.Message == "" || r.Header.Get("X-Request-Id") == "" {
+		t.Errorf("answer %s", r.body)
+	}
+}
