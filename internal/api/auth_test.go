@@ -140,6 +140,28 @@ func TestOIDC(t *testing.T) {
 		valid = signRS256(claims(func(c map[string]any) { c["jti"] = time.Now().String() }), "key-1", key1)
 	}
 
+	t.Run("a deployer group creates; the creator is the prefixed user", func(t *testing.T) {
+		if err := bindRole(context.Background(), projectNS, "Group", "oidc:compute-deployers", "compute.deployer"); err != nil {
+			t.Fatal(err)
+		}
+		tok := signRS256(claims(func(c map[string]any) { c["sub"] = "carol"; c["groups"] = []string{"compute-deployers"} }), "key-1", key1)
+		cleanupInstance(t, "made-by-oidc")
+		r := call(t, http.MethodPost, collectionPath, tok, map[string]any{"id": "made-by-oidc", "type": typeURI})
+		if r.StatusCode != http.StatusCreated {
+			t.Fatalf("status = %d: %s", r.StatusCode, r.body)
+		}
+		res, err := getResource(t, "made-by-oidc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if by := res.Annotations["compute.k0rdent.ai/created-by"]; by != "oidc:carol" {
+			t.Errorf("created-by = %q", by)
+		}
+	})
+	t.Run("an issuer cannot assert the cluster's own groups", func(t *testing.T) {
+		tok := signRS256(claims(func(c map[string]any) { c["sub"] = "mallory"; c["groups"] = []string{"system:masters"} }), "key-1", key1)
+		call(t, http.MethodGet, path, tok, nil).envelope(t, http.StatusForbidden, ReasonPermissionDenied)
+	})
 	t.Run("group without a binding is denied", func(t *testing.T) {
 		tok := signRS256(claims(func(c map[string]any) { c["sub"] = "bob"; c["groups"] = []string{"other-team"} }), "key-1", key1)
 		call(t, http.MethodGet, path, tok, nil).envelope(t, http.StatusForbidden, ReasonPermissionDenied)

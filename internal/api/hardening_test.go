@@ -352,3 +352,45 @@ func TestRecover(t *testing.T) {
 		t.Errorf("answer %s", r.body)
 	}
 }
+
+// TestSlowClient: a client that never finishes its headers is cut off after
+// the read-header timeout instead of holding a connection.
+func TestSlowClient(t *testing.T) {
+	opts := srv.opts
+	opts.BindAddress = "127.0.0.1:0"
+	opts.ReadHeaderTimeout = 300 * time.Millisecond
+	s := &Server{opts: opts, mgr: srv.mgr, cache: srv.cache, live: srv.live, base: srv.base,
+		rate: newRateLimiter(opts.RateLimit, opts.RateBurst), listening: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Start(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Start: %v", err)
+		}
+	}()
+	addrCtx, addrCancel := context.WithTimeout(ctx, 30*time.Second)
+	defer addrCancel()
+	addr, err := s.Addr(addrCtx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("GET /healthz HTTP/1.1\r\nHost: x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("the connection was not closed by the server: %v", err)
+	}
+	if elapsed := time.Since(began); elapsed > 5*time.Second {
+		t.Errorf("closed after %s", elapsed)
+	}
+}
