@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,7 +9,9 @@ import (
 	"mime"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -393,9 +396,18 @@ func (op *operation) readBody(required bool, mediaTypes ...string) ([]byte, erro
 	return body, nil
 }
 
+// responseBuffers recycles the buffers responses are encoded into.
+var responseBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
 func (op *operation) writeJSON(status int, v any) {
-	data, err := json.Marshal(v)
-	if err != nil {
+	buf := responseBuffers.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= 1<<20 {
+			buf.Reset()
+			responseBuffers.Put(buf)
+		}
+	}()
+	if err := json.NewEncoder(buf).Encode(v); err != nil {
 		op.fail(fmt.Errorf("failed to encode the response: %w", err))
 		return
 	}
@@ -403,8 +415,9 @@ func (op *operation) writeJSON(status int, v any) {
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", strconv.Itoa(buf.Len()))
 	op.w.WriteHeader(status)
-	_, _ = op.w.Write(append(data, '\n'))
+	_, _ = op.w.Write(buf.Bytes())
 }
 
 // fail answers an error with the envelope; errors that are not the API's own

@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"flag"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -116,8 +117,13 @@ func (o *Options) validate() error {
 	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
 		return errors.New("--api-tls-cert-file and --api-tls-key-file go together")
 	}
-	if o.OIDCIssuerURL != "" && o.OIDCClientID == "" {
-		return errors.New("--api-oidc-client-id is required with --api-oidc-issuer-url")
+	if o.OIDCIssuerURL != "" {
+		if u, err := url.Parse(o.OIDCIssuerURL); err != nil || u.Scheme != "https" || u.Host == "" {
+			return errors.New("--api-oidc-issuer-url must be an https:// URL")
+		}
+		if o.OIDCClientID == "" {
+			return errors.New("--api-oidc-client-id is required with --api-oidc-issuer-url")
+		}
 	}
 	if o.MaxBodyBytes <= 0 {
 		return errors.New("--api-max-body-bytes must be positive")

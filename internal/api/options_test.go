@@ -34,6 +34,7 @@ func TestOptionsValidate(t *testing.T) {
 	for name, mut := range map[string]func(*Options){
 		"cert without key":     func(o *Options) { o.TLSCertFile = "tls.crt" },
 		"issuer without id":    func(o *Options) { o.OIDCIssuerURL = "https://issuer.example" },
+		"plain http issuer":    func(o *Options) { o.OIDCIssuerURL = "http://issuer.example"; o.OIDCClientID = "x" },
 		"no body":              func(o *Options) { o.MaxBodyBytes = 0 },
 		"negative rate":        func(o *Options) { o.RateLimit = -1 },
 		"rate without a burst": func(o *Options) { o.RateBurst = 0 },
