@@ -96,10 +96,12 @@ func TestOpenAPIRejectsWrongBodies(t *testing.T) {
 		t.Fatalf("a good body is refused: %v", err)
 	}
 	for name, bad := range map[string]func(map[string]any){
-		"unknown lifecycle": func(m map[string]any) { m["lifecycle"] = map[string]any{"status": "ERROR", "statusMessage": ""} },
-		"extra field":       func(m map[string]any) { m["kind"] = "Instance" },
-		"missing selfLink":  func(m map[string]any) { delete(m, "selfLink") },
-		"bad disk mode":     func(m map[string]any) { m["disks"] = []any{map[string]any{"mode": "RW"}} },
+		"unknown lifecycle":      func(m map[string]any) { m["lifecycle"] = map[string]any{"status": "ERROR", "statusMessage": ""} },
+		"extra field":            func(m map[string]any) { m["kind"] = "Instance" },
+		"missing selfLink":       func(m map[string]any) { delete(m, "selfLink") },
+		"bad disk mode":          func(m map[string]any) { m["disks"] = []any{map[string]any{"mode": "RW"}} },
+		"createdAt not RFC 3339": func(m map[string]any) { m["createdAt"] = "yesterday" },
+		"uid not a UUID":         func(m map[string]any) { m["uid"] = "not-a-uuid" },
 	} {
 		var m map[string]any
 		_ = json.Unmarshal(good, &m)

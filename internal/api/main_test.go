@@ -213,6 +213,8 @@ func setUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// kin-openapi checks date-time by itself; uuid is opt-in.
+	openapi3.DefineStringFormatValidator("uuid", openapi3.NewRegexpFormatValidator(openapi3.FormatOfStringForUUIDOfRFC4122))
 	loader := openapi3.NewLoader()
 	spec, err = loader.LoadFromData(data)
 	if err != nil {
