@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	_ "embed"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -86,6 +87,15 @@ func AddToManager(mgr manager.Manager, opts Options) (*Server, error) {
 	}
 	if withIndexer, ok := instances.(interface{ GetIndexer() toolscache.Indexer }); ok {
 		s.instanceStore = withIndexer.GetIndexer()
+	}
+	// The manager's own readiness probe reports the API's too.
+	if err := mgr.AddReadyzCheck("api", func(*http.Request) error {
+		if !s.ready.Load() {
+			return errors.New("the REST API is not serving yet")
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("failed to add the API's readiness check: %w", err)
 	}
 	if err := mgr.Add(s); err != nil {
 		return nil, fmt.Errorf("failed to add the API server to the manager: %w", err)
