@@ -188,7 +188,8 @@ func (op *operation) list() error {
 		return perr
 	}
 	var list computev1alpha1.InstanceList
-	if err := op.s.cache.List(op.r.Context(), &list, client.InNamespace(op.ns)); err != nil {
+	// Shallow copies of the cache's objects: they are sorted and read, never changed.
+	if err := op.s.cache.List(op.r.Context(), &list, client.InNamespace(op.ns), client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("failed to list instances: %w", err)
 	}
 	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
