@@ -17,7 +17,7 @@ import (
 
 const typeURI = "/v1/regions/us-texas-1/zones/us1-a/instance-types/g1-xlarge"
 
-func getResource(t *testing.T, id string) (*computev1alpha1.Instance, error) {
+func getResource(t testing.TB, id string) (*computev1alpha1.Instance, error) {
 	t.Helper()
 	var in computev1alpha1.Instance
 	err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: projectNS, Name: id}, &in)

@@ -42,7 +42,7 @@ func seedInstance(name string) *computev1alpha1.Instance {
 }
 
 // createWithStatus creates in and writes its status the way the reconciler does.
-func createWithStatus(t *testing.T, in *computev1alpha1.Instance, status computev1alpha1.InstanceStatus) *computev1alpha1.Instance {
+func createWithStatus(t testing.TB, in *computev1alpha1.Instance, status computev1alpha1.InstanceStatus) *computev1alpha1.Instance {
 	t.Helper()
 	ctx := context.Background()
 	if err := env.Client.Create(ctx, in); err != nil {
