@@ -36,6 +36,10 @@ type InstanceReconciler struct {
 	// times); nil means the real clock.
 	Clock   clock.Clock
 	Options Options
+
+	// backoff spaces the retries after transient errors; the reconciler
+	// resets it when a failing pass still moved the instance forward.
+	backoff *jitteredBackoff
 }
 
 // SetupWithManager registers the reconciler with mgr. Only changes that ask
@@ -52,6 +56,7 @@ func (r *InstanceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Clock = clock.RealClock{}
 	}
 	r.Options = r.Options.withDefaults()
+	r.backoff = newJitteredBackoff(r.Options.RetryBaseDelay, r.Options.RetryMaxDelay)
 	deletion := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 		return e.ObjectOld.GetDeletionTimestamp().IsZero() != e.ObjectNew.GetDeletionTimestamp().IsZero()
 	}}
@@ -60,7 +65,7 @@ func (r *InstanceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletion))).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: r.Options.MaxConcurrentReconciles,
-			RateLimiter:             newJitteredBackoff(r.Options.RetryBaseDelay, r.Options.RetryMaxDelay),
+			RateLimiter:             r.backoff,
 		}).
 		Complete(r)
 }
@@ -179,8 +184,16 @@ func describe(p *pass) {
 // replacement for a lost one) when there is none.
 func (r *InstanceReconciler) ensureMachine(ctx context.Context, p *pass) error {
 	ref := &p.inst.Status.Machine
-	if ref.CreateToken == "" && ref.ID == "" {
-		return r.create(ctx, p, provider.CreateToken(p.inst), "creating the machine")
+	if ref.ID == "" {
+		// No machine is known yet. Create is idempotent by its token, so
+		// with a token already recorded (a crash or a failed call since)
+		// it answers with the machine that call made, if any: no need to
+		// observe first.
+		token := ref.CreateToken
+		if token == "" {
+			token = provider.CreateToken(p.inst)
+		}
+		return r.create(ctx, p, token, "creating the machine")
 	}
 	m, err := r.observe(ctx, p)
 	switch {
@@ -189,10 +202,6 @@ func (r *InstanceReconciler) ensureMachine(ctx context.Context, p *pass) error {
 		return nil
 	case !errors.Is(err, provider.ErrNotFound):
 		return err
-	case ref.ID == "":
-		// The token is recorded but the provider has no machine for it: the
-		// create was never made (a crash) or failed; make it, with the same token.
-		return r.create(ctx, p, ref.CreateToken, "creating the machine")
 	}
 	lost := ref.ID
 	ctrl.LoggerFrom(ctx).Info("machine lost out of band", "machine", lost, "policy", r.Options.LostMachinePolicy)
@@ -495,6 +504,12 @@ func (r *InstanceReconciler) finish(ctx context.Context, p *pass, err error) (ct
 		if p.inst.Status.Lifecycle.Status == "" {
 			setLifecycle(p, computev1alpha1.LifecycleProvisioning, "retrying after an error: "+err.Error())
 		}
+		// Back off from a cloud that is down, not from a flaky one: a pass
+		// that moved the instance on before a call failed starts the
+		// backoff afresh, so the retry comes soon.
+		if r.backoff != nil && progressed(p) {
+			r.backoff.Forget(reconcile.Request{NamespacedName: key})
+		}
 	}
 	if !paused {
 		r.setCondition(p, computev1alpha1.ConditionPaused, false, computev1alpha1.ReasonNotPaused, "the instance is reconciled")
@@ -525,6 +540,13 @@ func (r *InstanceReconciler) finish(ctx context.Context, p *pass, err error) (ct
 		after = wait.Jitter(opts.ResyncPeriod, 0.2)
 	}
 	return ctrl.Result{RequeueAfter: after}, nil
+}
+
+// progressed reports whether the pass changed what status says of the
+// machine: its identity or its lifecycle.
+func progressed(p *pass) bool {
+	before, now := p.written.Status, p.inst.Status
+	return before.Machine.ID != now.Machine.ID || before.Lifecycle.Status != now.Lifecycle.Status
 }
 
 // judge sets Ready, Reconciling and Stalled from the lifecycle, the error and

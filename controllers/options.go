@@ -51,7 +51,7 @@ func DefaultOptions() Options {
 		ResyncPeriod:            10 * time.Minute,
 		ProvisioningDeadline:    15 * time.Minute,
 		RetryBaseDelay:          100 * time.Millisecond,
-		RetryMaxDelay:           2 * time.Minute,
+		RetryMaxDelay:           30 * time.Second,
 		LostMachinePolicy:       LostMachineRecreate,
 	}
 }

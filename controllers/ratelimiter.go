@@ -17,7 +17,7 @@ type jitteredBackoff struct {
 	max time.Duration
 }
 
-func newJitteredBackoff(base, max time.Duration) workqueue.TypedRateLimiter[reconcile.Request] {
+func newJitteredBackoff(base, max time.Duration) *jitteredBackoff {
 	return &jitteredBackoff{exp: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](base, max), max: max}
 }
 

@@ -458,3 +458,43 @@ func TestPowerChangesChainInOnePass(t *testing.T) {
 		t.Errorf("spec changes did not push metadata: %v", f.prov.calls)
 	}
 }
+
+// TestBackoffRestartsAfterProgress: a failing pass that still moved the
+// instance on starts the retry backoff afresh; one that moved nothing keeps
+// backing off, so a cloud that is down is not hammered.
+func TestBackoffRestartsAfterProgress(t *testing.T) {
+	f := newFixture(t, testInstance())
+	f.r.backoff = newJitteredBackoff(100*time.Millisecond, 2*time.Minute)
+	req := ctrl.Request{NamespacedName: client.ObjectKey{Namespace: "ns", Name: "i"}}
+	if _, err := f.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	inst := f.get()
+	inst.Spec.PowerState = computev1alpha1.PowerStateStopped
+	if err := f.c.Update(context.Background(), inst); err != nil {
+		t.Fatal(err)
+	}
+	f.prov.fail["Stop"] = errors.New("the service is unavailable")
+	for range 3 {
+		f.r.backoff.When(req) // three failed passes so far
+	}
+
+	if _, err := f.reconcile(); err == nil {
+		t.Fatal("the failing stop returned no error")
+	}
+	if n := f.r.backoff.NumRequeues(req); n != 3 {
+		t.Errorf("a pass that moved nothing reset the backoff: %d requeues, want 3", n)
+	}
+
+	// The machine moved on its own (RUNNING to SUSPENDED) before the stop failed again.
+	f.prov.machines[f.get().Status.Machine.CreateToken].Phase = provider.PhaseSuspended
+	if _, err := f.reconcile(); err == nil {
+		t.Fatal("the failing stop returned no error")
+	}
+	if got := f.get().Status.Lifecycle.Status; got != computev1alpha1.LifecycleSuspended {
+		t.Fatalf("lifecycle %s, want SUSPENDED", got)
+	}
+	if n := f.r.backoff.NumRequeues(req); n != 0 {
+		t.Errorf("a pass that moved the instance on kept the backoff: %d requeues, want 0", n)
+	}
+}

@@ -69,7 +69,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
+	if os.Getenv("RELIABILITY_KEEP") == "" {
+		defer os.RemoveAll(work)
+	} else {
+		fmt.Printf("reliability: keeping %s (RELIABILITY_KEEP)\n", work)
+	}
 	e := env{root: root, assets: assets, manager: manager, work: work}
 
 	only := os.Getenv("RELIABILITY_ONLY")
@@ -114,7 +118,7 @@ func (e env) startStack(ctx context.Context, name string, managerArgs ...string)
 		Root: e.root, AssetsDir: e.assets, DataDir: filepath.Join(e.work, name),
 		ManagerPath: e.manager, APIAddress: fmt.Sprintf("127.0.0.1:%d", port),
 		Log:         prefixWriter{name + " | "},
-		ManagerArgs: append([]string{"--zap-log-level=error"}, managerArgs...),
+		ManagerArgs: append([]string{"--zap-log-level=" + logLevel()}, managerArgs...),
 	})
 	if err != nil {
 		return nil, nil, "", err
@@ -147,6 +151,14 @@ func (w prefixWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// logLevel is the manager's log level: RELIABILITY_LOG_LEVEL, or error.
+func logLevel() string {
+	if v := os.Getenv("RELIABILITY_LOG_LEVEL"); v != "" {
+		return v
+	}
+	return "error"
 }
 
 func since(t time.Time) string { return time.Since(t).Round(time.Millisecond).String() }
