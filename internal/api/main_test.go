@@ -117,10 +117,8 @@ func setUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, f := range []string{"compute_viewer_role.yaml", "compute_deployer_role.yaml", "compute_admin_role.yaml"} {
-		if out, err := kubectl("apply", "-f", filepath.Join(root, "config", "rbac", f)); err != nil {
-			return fmt.Errorf("kubectl apply %s: %v: %s", f, err, out)
-		}
+	if out, err := kubectl("apply", "-k", filepath.Join(root, "config", "rbac", "api")); err != nil {
+		return fmt.Errorf("kubectl apply -k config/rbac/api: %v: %s", err, out)
 	}
 
 	for _, ns := range []*corev1.Namespace{

@@ -20,7 +20,7 @@ import (
 	"github.com/k0rdent-ai/instance-operator/internal/testenv"
 )
 
-// TestShippedRoles: the ClusterRoles in config/rbac, as installed in the
+// TestShippedRoles: the ClusterRoles in config/rbac/api, as installed in the
 // cluster by kubectl, grant what their names promise and carry the labels
 // that aggregate them into view, edit and admin (the aggregation itself is
 // kube-controller-manager's, which envtest does not run).
@@ -39,7 +39,7 @@ func TestShippedRoles(t *testing.T) {
 		{"compute_admin_role.yaml", "compute.admin", []string{"get", "list", "watch", "create", "patch", "update", "delete", "deletecollection"}, []string{"admin"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			data, err := os.ReadFile(filepath.Join(root, "config", "rbac", tc.file))
+			data, err := os.ReadFile(filepath.Join(root, "config", "rbac", "api", tc.file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -73,6 +73,42 @@ func TestShippedRoles(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestInstallsKeepRoleNames: the API's ClusterRoles are part of the product
+// (users bind them by name), so the install overlays, which prefix the
+// operator's own objects, must leave their names alone.
+func TestInstallsKeepRoleNames(t *testing.T) {
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, overlay := range []string{"default", "kubevirt"} {
+		out, err := kubectl("kustomize", filepath.Join(root, "config", overlay))
+		if err != nil {
+			t.Fatalf("kubectl kustomize config/%s: %v\n%s", overlay, err, out)
+		}
+		var names []string
+		for _, doc := range strings.Split(out, "\n---\n") {
+			var obj struct {
+				Kind     string `json:"kind"`
+				Metadata struct {
+					Name string `json:"name"`
+				} `json:"metadata"`
+			}
+			if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+				t.Fatal(err)
+			}
+			if obj.Kind == "ClusterRole" {
+				names = append(names, obj.Metadata.Name)
+			}
+		}
+		for _, want := range []string{"compute.viewer", "compute.deployer", "compute.admin", "instance-operator-manager-role"} {
+			if !slices.Contains(names, want) {
+				t.Errorf("config/%s renders ClusterRoles %v, want %s among them", overlay, names, want)
+			}
+		}
 	}
 }
 

@@ -194,7 +194,7 @@ func (s *Stack) kubectl(args ...string) (string, error) {
 // applyConfig installs the API's ClusterRoles and the samples with kubectl,
 // as an operator's user would.
 func (s *Stack) applyConfig(ctx context.Context) error {
-	roles, err := filepath.Glob(filepath.Join(s.opts.Root, "config", "rbac", "compute_*_role.yaml"))
+	roles, err := filepath.Glob(filepath.Join(s.opts.Root, "config", "rbac", "api", "compute_*_role.yaml"))
 	if err != nil {
 		return err
 	}
@@ -204,7 +204,7 @@ func (s *Stack) applyConfig(ctx context.Context) error {
 			return err
 		}
 	}
-	s.logf("installed the API's ClusterRoles (%d files from config/rbac)", len(roles))
+	s.logf("installed the API's ClusterRoles (%d files from config/rbac/api)", len(roles))
 	if _, err := s.kubectl("apply", "--server-side", "-k", filepath.Join(s.opts.Root, "config", "samples")); err != nil {
 		return err
 	}
