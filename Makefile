@@ -67,10 +67,21 @@ bench: control-plane ## Print the benchmark figures (BENCH_N=2000 by default; BE
 bench-reconciler: control-plane ## Print seconds for 1000 instances created at once to reach RUNNING, beside the kube-apiserver's time for their writes.
 	KUBEBUILDER_ASSETS="$(KUBEBUILDER_ASSETS)" go test -run '^$$' -bench BenchmarkThousandInstances -benchtime 1x ./controllers/
 
+.PHONY: bench-short
+bench-short: ## The short form of make bench that CI runs (small N, short reads).
+	$(MAKE) bench BENCH_N=200 BENCH_GET_SECONDS=1
+
 .PHONY: test-reliability
 test-reliability: control-plane ## Crash, fault, hostile-client and fuzz checks (RELIABILITY_N=500 by default).
 	go build -o $(LOCALBIN)/manager ./cmd
 	go run ./test/reliability
+
+.PHONY: test-reliability-short
+test-reliability-short: ## The short form of make test-reliability that CI runs.
+	$(MAKE) test-reliability RELIABILITY_N=50 RELIABILITY_CLIENTS=50 RELIABILITY_HOSTILE_SECONDS=5 RELIABILITY_FUZZ_SECONDS=5
+
+.PHONY: ci
+ci: verify test bench-short test-reliability-short ## The README's test command: what CI runs.
 
 ##@ Build
 
