@@ -9,7 +9,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,21 +16,15 @@ import (
 	"sync/atomic"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 	"github.com/k0rdent-ai/instance-operator/internal/devstack"
-	"github.com/k0rdent-ai/instance-operator/internal/testenv"
+	"github.com/k0rdent-ai/instance-operator/test/load"
 )
 
 const (
-	benchTypeName = "cpu1-small"
-	benchType     = "/v1/regions/us-texas-1/zones/us1-a/instance-types/" + benchTypeName
-	projectPath   = "/v1/regions/us-texas-1/projects/project-x9y8z7/compute/instances"
+	projectPath = "/v1/regions/us-texas-1/projects/project-x9y8z7/compute/instances"
 )
 
 type bench struct {
@@ -43,107 +36,13 @@ type bench struct {
 	metricsURL string
 }
 
-func newClient(stack *devstack.Stack) (client.WithWatch, error) {
-	cfg := *stack.Config
-	cfg.QPS, cfg.Burst = -1, 0 // no client-side throttling: the bench measures the server
-	return client.NewWithWatch(&cfg, client.Options{Scheme: testenv.Scheme()})
-}
-
-func instance(namespace, name string) *computev1alpha1.Instance {
-	return &computev1alpha1.Instance{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace, Labels: map[string]string{"bench": "true"}},
-		Spec:       computev1alpha1.InstanceSpec{Type: benchType},
-	}
-}
-
-func (b *bench) ensureNamespace(ctx context.Context, name string) error {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
-		computev1alpha1.RegionLabel: "us-texas-1", computev1alpha1.ProjectLabel: name,
-	}}}
-	if err := b.client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("failed to create namespace %s: %w", name, err)
-	}
-	return nil
-}
-
-// createInstances creates count instances named prefix-<i> with b.s.Creators
-// clients at once, handing each created object to created (when not nil).
-func (b *bench) createInstances(ctx context.Context, namespace, prefix string, count int, created func(*computev1alpha1.Instance)) error {
-	next := atomic.Int64{}
-	var wg sync.WaitGroup
-	errs := make(chan error, b.s.Creators)
-	for range b.s.Creators {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= count {
-					return
-				}
-				inst := instance(namespace, fmt.Sprintf("%s-%d", prefix, i))
-				if err := b.client.Create(ctx, inst); err != nil {
-					errs <- fmt.Errorf("failed to create %s: %w", inst.Name, err)
-					return
-				}
-				if created != nil {
-					created(inst)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	return <-errs
-}
-
-// waitRunning counts the instances of a namespace that are RUNNING, from a
-// list and then a watch, until want of them are or the timeout passes.
+// waitRunning waits until want instances of the namespace are RUNNING.
 func (b *bench) waitRunning(ctx context.Context, namespace string, want int, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	running := map[string]bool{}
-	for {
-		list := &computev1alpha1.InstanceList{}
-		if err := b.client.List(ctx, list, client.InNamespace(namespace)); err != nil {
-			return fmt.Errorf("failed to list instances: %w", err)
-		}
-		for _, inst := range list.Items {
-			running[inst.Name] = inst.Status.Lifecycle.Status == computev1alpha1.LifecycleRunning
-		}
-		if count(running) >= want {
-			return nil
-		}
-		w, err := b.client.Watch(ctx, &computev1alpha1.InstanceList{}, client.InNamespace(namespace),
-			&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: list.ResourceVersion}})
-		if err != nil {
-			return fmt.Errorf("failed to watch instances: %w", err)
-		}
-		for ev := range w.ResultChan() {
-			inst, ok := ev.Object.(*computev1alpha1.Instance)
-			if !ok {
-				continue
-			}
-			running[inst.Name] = ev.Type != watch.Deleted && inst.Status.Lifecycle.Status == computev1alpha1.LifecycleRunning
-			if count(running) >= want {
-				w.Stop()
-				return nil
-			}
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%d of %d instances RUNNING after %s", count(running), want, timeout)
-		}
+	running, err := load.WaitRunning(ctx, b.client, namespace, want, timeout)
+	if err == nil && running < want {
+		err = fmt.Errorf("%d of %d instances RUNNING after %s", running, want, timeout)
 	}
-}
-
-func count(m map[string]bool) int {
-	n := 0
-	for _, v := range m {
-		if v {
-			n++
-		}
-	}
-	return n
+	return err
 }
 
 // getBenchmark reads existing instances through the facade and, alternating
@@ -152,7 +51,7 @@ func (b *bench) getBenchmark(ctx context.Context, r *report) error {
 	ns := devstack.SampleNamespace
 	var names []string
 	var mu sync.Mutex
-	if err := b.createInstances(ctx, ns, "get", b.s.GetInstances, func(inst *computev1alpha1.Instance) {
+	if err := load.CreateInstances(ctx, b.client, ns, "get", b.s.GetInstances, b.s.Creators, func(inst *computev1alpha1.Instance) {
 		mu.Lock()
 		names = append(names, inst.Name)
 		mu.Unlock()
@@ -316,7 +215,7 @@ func (b *bench) managerWrites(ctx context.Context) (float64, error) {
 func (b *bench) convergeBenchmark(ctx context.Context, r *report) error {
 	const ns, floorNS = "bench-converge", "bench-floor"
 	for _, name := range []string{ns, floorNS} {
-		if err := b.ensureNamespace(ctx, name); err != nil {
+		if err := load.EnsureProjectNamespace(ctx, b.client, name); err != nil {
 			return err
 		}
 	}
@@ -327,7 +226,7 @@ func (b *bench) convergeBenchmark(ctx context.Context, r *report) error {
 	start := time.Now()
 	done := make(chan error, 1)
 	go func() { done <- b.waitRunning(ctx, ns, b.s.N, 15*time.Minute) }()
-	if err := b.createInstances(ctx, ns, "converge", b.s.N, nil); err != nil {
+	if err := load.CreateInstances(ctx, b.client, ns, "converge", b.s.N, b.s.Creators, nil); err != nil {
 		return err
 	}
 	if err := <-done; err != nil {
@@ -373,7 +272,7 @@ func (b *bench) convergeBenchmark(ctx context.Context, r *report) error {
 			}
 		}()
 	}
-	err = b.createInstances(ctx, floorNS, "floor", b.s.N, func(inst *computev1alpha1.Instance) { work <- inst })
+	err = load.CreateInstances(ctx, b.client, floorNS, "floor", b.s.N, b.s.Creators, func(inst *computev1alpha1.Instance) { work <- inst })
 	close(work)
 	writers.Wait()
 	floor := time.Since(start)
@@ -403,7 +302,7 @@ func (b *bench) convergeBenchmark(ctx context.Context, r *report) error {
 // brought every instance to RUNNING and reads its peak resident memory.
 func (b *bench) memoryBenchmark(ctx context.Context, r *report) error {
 	const ns = "bench-memory"
-	if err := b.ensureNamespace(ctx, ns); err != nil {
+	if err := load.EnsureProjectNamespace(ctx, b.client, ns); err != nil {
 		return err
 	}
 	list := &computev1alpha1.InstanceList{}
@@ -411,7 +310,7 @@ func (b *bench) memoryBenchmark(ctx context.Context, r *report) error {
 		return err
 	}
 	extra := max(0, b.s.MemN-len(list.Items))
-	if err := b.createInstances(ctx, ns, "memory", extra, nil); err != nil {
+	if err := load.CreateInstances(ctx, b.client, ns, "memory", extra, b.s.Creators, nil); err != nil {
 		return err
 	}
 	if err := b.stack.StartManager(ctx); err != nil {
@@ -420,7 +319,7 @@ func (b *bench) memoryBenchmark(ctx context.Context, r *report) error {
 	if err := b.waitRunning(ctx, ns, extra, 20*time.Minute); err != nil {
 		return err
 	}
-	hwm, rss, err := memory(b.stack.ManagerPID())
+	hwm, rss, err := load.Memory(b.stack.ManagerPID())
 	if err != nil {
 		return err
 	}
@@ -436,26 +335,4 @@ func kilo(n int) string {
 		return fmt.Sprintf("%dk", n/1000)
 	}
 	return strconv.Itoa(n)
-}
-
-// memory reads a process's peak (VmHWM) and current (VmRSS) resident memory in MiB.
-func memory(pid int) (hwm, rss float64, err error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) < 2 {
-			continue
-		}
-		kb, _ := strconv.ParseFloat(fields[1], 64)
-		switch fields[0] {
-		case "VmHWM:":
-			hwm = kb / 1024
-		case "VmRSS:":
-			rss = kb / 1024
-		}
-	}
-	return hwm, rss, nil
 }

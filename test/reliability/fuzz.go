@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
+
+	"github.com/k0rdent-ai/instance-operator/test/load"
 )
 
 // fuzzing runs every Fuzz target of the REST API's packages for a bounded time.
 func fuzzing(ctx context.Context, e env, results *checks) error {
-	seconds := envInt("RELIABILITY_FUZZ_SECONDS", 30)
+	seconds := load.EnvInt("RELIABILITY_FUZZ_SECONDS", 30)
 	list := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-list", "^Fuzz", "./internal/api/...")
 	list.Dir = e.root
 	out, err := list.CombinedOutput()

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/k0rdent-ai/instance-operator/internal/devstack"
+	"github.com/k0rdent-ai/instance-operator/test/load"
 )
 
 const seedPath = "/v1/regions/us-texas-1/projects/project-x9y8z7/compute/instances/" + devstack.SampleInstance
@@ -131,8 +132,8 @@ func envelopeOK(status int, body []byte) bool {
 
 // hostileClients runs good and hostile clients against the API at once.
 func hostileClients(ctx context.Context, e env, results *checks) error {
-	clients := envInt("RELIABILITY_CLIENTS", 200)
-	duration := time.Duration(envInt("RELIABILITY_HOSTILE_SECONDS", 30)) * time.Second
+	clients := load.EnvInt("RELIABILITY_CLIENTS", 200)
+	duration := time.Duration(load.EnvInt("RELIABILITY_HOSTILE_SECONDS", 30)) * time.Second
 	stack, _, apiURL, err := e.startStack(ctx, "hostile", "--api-rate-limit=1000000", "--api-rate-burst=1000000")
 	if err != nil {
 		return err

@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -14,14 +12,8 @@ import (
 
 	"github.com/k0rdent-ai/instance-operator/internal/devstack"
 	"github.com/k0rdent-ai/instance-operator/internal/testenv"
+	"github.com/k0rdent-ai/instance-operator/test/load"
 )
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
-		return v
-	}
-	return def
-}
 
 // check is one printed figure and whether it passed.
 type check struct {
@@ -110,47 +102,25 @@ func run() error {
 
 // startStack starts a control plane and manager of its own under work/name.
 func (e env) startStack(ctx context.Context, name string, managerArgs ...string) (*devstack.Stack, client.WithWatch, string, error) {
-	port, err := freePort()
+	port, err := load.FreePort()
 	if err != nil {
 		return nil, nil, "", err
 	}
 	stack, err := devstack.Start(ctx, devstack.Options{
 		Root: e.root, AssetsDir: e.assets, DataDir: filepath.Join(e.work, name),
 		ManagerPath: e.manager, APIAddress: fmt.Sprintf("127.0.0.1:%d", port),
-		Log:         prefixWriter{name + " | "},
+		Log:         load.PrefixWriter{Prefix: name + " | "},
 		ManagerArgs: append([]string{"--zap-log-level=" + logLevel()}, managerArgs...),
 	})
 	if err != nil {
 		return nil, nil, "", err
 	}
-	cfg := *stack.Config
-	cfg.QPS, cfg.Burst = -1, 0
-	c, err := client.NewWithWatch(&cfg, client.Options{Scheme: testenv.Scheme()})
+	c, err := load.Client(stack)
 	if err != nil {
 		_ = stack.Stop()
 		return nil, nil, "", err
 	}
 	return stack, c, fmt.Sprintf("http://127.0.0.1:%d", port), nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-type prefixWriter struct{ prefix string }
-
-func (w prefixWriter) Write(p []byte) (int, error) {
-	for _, line := range strings.SplitAfter(string(p), "\n") {
-		if line != "" {
-			fmt.Print(w.prefix + line)
-		}
-	}
-	return len(p), nil
 }
 
 // logLevel is the manager's log level: RELIABILITY_LOG_LEVEL, or error.
