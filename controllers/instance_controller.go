@@ -218,16 +218,23 @@ func (r *InstanceReconciler) ensureMachine(ctx context.Context, p *pass) error {
 		fmt.Sprintf("machine %s was lost out of band; creating a replacement", lost))
 }
 
-// create records the create token in status before calling the provider, so
-// that a crash anywhere after the call finds the machine by its token.
+// create calls the provider's Create with a token that a crash anywhere
+// cannot lose: derived from the UID, or recorded in status before the call.
 func (r *InstanceReconciler) create(ctx context.Context, p *pass, token, why string) error {
 	ref := &p.inst.Status.Machine
 	if ref.CreateToken != token || ref.ID != "" || ref.Provider != r.Provider.Name() {
 		ref.Provider, ref.CreateToken, ref.ID = r.Provider.Name(), token, ""
 		p.inst.Status.NICs = nil
 		setLifecycle(p, computev1alpha1.LifecycleProvisioning, why)
-		if err := r.writeStatus(ctx, p); err != nil {
-			return fmt.Errorf("failed to record the create token: %w", err)
+		// The first machine's token is derived from the UID, which is
+		// stored: a retry or a restarted operator derives the same token, so
+		// it needs no write of its own before the call and goes out with the
+		// pass's one status write. A replacement's token is derived from the
+		// lost machine's and must be on record before the call.
+		if token != provider.CreateToken(p.inst) {
+			if err := r.writeStatus(ctx, p); err != nil {
+				return fmt.Errorf("failed to record the create token: %w", err)
+			}
 		}
 	}
 	var m *provider.Machine

@@ -236,12 +236,15 @@ func condition(inst *computev1alpha1.Instance, t string) string {
 	return string(c.Status) + "/" + c.Reason
 }
 
-func TestFirstPassRecordsTheTokenBeforeCreate(t *testing.T) {
+// TestFirstPassCreatesWithAStoredToken: the first create's token is derived
+// from what is already stored (the UID), so a crash after the call leaves a
+// token the next pass derives again; and the finalizer is stored first.
+func TestFirstPassCreatesWithAStoredToken(t *testing.T) {
 	f := newFixture(t, testInstance())
-	f.prov.beforeCreate = func(*computev1alpha1.Instance) {
+	f.prov.beforeCreate = func(sent *computev1alpha1.Instance) {
 		stored := f.get()
-		if stored.Status.Machine.CreateToken != provider.CreateToken(stored) {
-			t.Errorf("create called before its token was stored: %+v", stored.Status.Machine)
+		if sent.Status.Machine.CreateToken == "" || sent.Status.Machine.CreateToken != provider.CreateToken(stored) {
+			t.Errorf("create called with token %q, not the one derived from the stored instance", sent.Status.Machine.CreateToken)
 		}
 		if len(stored.Finalizers) == 0 {
 			t.Error("create called before the finalizer was stored")
@@ -373,6 +376,12 @@ func TestLostMachinePolicies(t *testing.T) {
 			}
 			token := f.get().Status.Machine.CreateToken
 			delete(f.prov.machines, token)
+			f.prov.beforeCreate = func(*computev1alpha1.Instance) {
+				// A replacement's token is not derivable from the UID: it must be on record first.
+				if stored := f.get().Status.Machine.CreateToken; stored != provider.ReplacementToken(token) {
+					t.Errorf("replacement created before its token was stored (stored %q)", stored)
+				}
+			}
 			if _, err := f.reconcile(); err != nil {
 				t.Fatal(err)
 			}

@@ -284,9 +284,11 @@ type MachineRef struct {
 	// +optional
 	ID string `json:"id,omitempty"`
 
-	// CreateToken is the idempotency token of the provider's create call. It is
-	// recorded before the call is made, so a retry or a restarted operator
-	// finds the machine it already asked for instead of making a second one.
+	// CreateToken is the idempotency token of the provider's create call: a
+	// retry or a restarted operator sends the same token and finds the machine
+	// it already asked for instead of making a second one. The first machine's
+	// token is derived from the UID; a replacement's, derived from the lost
+	// machine's token, is recorded here before its create call.
 	// +optional
 	CreateToken string `json:"createToken,omitempty"`
 }
