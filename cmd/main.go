@@ -37,6 +37,7 @@ func main() {
 	var (
 		metricsAddr       string
 		probeAddr         string
+		pprofAddr         string
 		enableLeaderElec  bool
 		enableControllers bool
 		enableAPI         bool
@@ -44,6 +45,8 @@ func main() {
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443",
 		"Address of the Prometheus metrics endpoint; 0 turns it off.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the health probes.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "0",
+		"Address of Go's pprof endpoints (/debug/pprof/) for profiling; 0 turns them off.")
 	flag.BoolVar(&enableLeaderElec, "leader-elect", false,
 		"Elect a leader among replicas so that only one runs the controllers.")
 	flag.BoolVar(&enableControllers, "enable-controllers", true,
@@ -91,6 +94,7 @@ func main() {
 		Cache:                         cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
 		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
 		HealthProbeBindAddress:        probeAddr,
+		PprofBindAddress:              pprofAddr,
 		LeaderElection:                enableLeaderElec,
 		LeaderElectionID:              "instance-operator.compute.k0rdent.ai",
 		LeaderElectionReleaseOnCancel: true,

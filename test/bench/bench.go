@@ -10,6 +10,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,6 +37,7 @@ type bench struct {
 	token      string
 	apiURL     string
 	metricsURL string
+	pprofURL   string
 }
 
 // waitRunning waits until want instances of the namespace are RUNNING.
@@ -343,6 +345,7 @@ func (b *bench) convergeBenchmark(ctx context.Context, r *report) error {
 // brought every instance to RUNNING and reads its peak resident memory.
 func (b *bench) memoryBenchmark(ctx context.Context, r *report) error {
 	const ns = "bench-memory"
+	b.stack.StopManager() // the instances are made with no manager; a fresh one then takes them all
 	if err := load.EnsureProjectNamespace(ctx, b.client, ns); err != nil {
 		return err
 	}
@@ -364,6 +367,11 @@ func (b *bench) memoryBenchmark(ctx context.Context, r *report) error {
 	if err != nil {
 		return err
 	}
+	if path := os.Getenv("BENCH_HEAP_PROFILE"); path != "" {
+		if err := b.saveHeapProfile(ctx, path); err != nil {
+			return err
+		}
+	}
 	total := len(list.Items) + extra
 	r.add(fmt.Sprintf("manager_rss_mib_%s", kilo(b.s.MemN)), round(hwm, 1), "MiB",
 		fmt.Sprintf("peak resident memory holding %d instances (target <= 150 at 10k)", total))
@@ -376,4 +384,22 @@ func kilo(n int) string {
 		return fmt.Sprintf("%dk", n/1000)
 	}
 	return strconv.Itoa(n)
+}
+
+// saveHeapProfile writes the manager's heap profile to path, for
+// `go tool pprof` (BENCH_HEAP_PROFILE).
+func (b *bench) saveHeapProfile(ctx context.Context, path string) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.pprofURL, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("failed to get the manager's heap profile: %w", err)
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
 }

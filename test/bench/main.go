@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -104,6 +105,10 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	pprofPort, err := load.FreePort()
+	if err != nil {
+		return err
+	}
 	ctx := context.Background()
 	fmt.Printf("bench: N=%d, memory N=%d, %d reconcilers, %d creators, GET %s per target and concurrency, client-side rate limits lifted\n",
 		s.N, s.MemN, s.Concurrency, s.Creators, s.GetDuration)
@@ -113,6 +118,7 @@ func run() error {
 		Log: load.PrefixWriter{Prefix: "stack | "},
 		ManagerArgs: []string{
 			fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort),
+			fmt.Sprintf("--pprof-bind-address=127.0.0.1:%d", pprofPort),
 			fmt.Sprintf("--concurrency=%d", s.Concurrency),
 			"--sim-latency-allocate=0", "--sim-latency-boot=0", "--sim-latency-stop=0",
 			"--sim-latency-suspend=0", "--sim-latency-resume=0", "--sim-latency-delete=0",
@@ -130,7 +136,8 @@ func run() error {
 	}
 	defer func() { _ = stack.Stop() }()
 	b := &bench{s: s, stack: stack, metricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort),
-		apiURL: fmt.Sprintf("http://127.0.0.1:%d", apiPort)}
+		apiURL:   fmt.Sprintf("http://127.0.0.1:%d", apiPort),
+		pprofURL: fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap", pprofPort)}
 	if b.token, err = devstack.ReadToken(stack.TokenFile); err != nil {
 		return err
 	}
@@ -147,7 +154,11 @@ func run() error {
 		{"convergence", b.convergeBenchmark},
 		{"memory", b.memoryBenchmark},
 	}
+	only := os.Getenv("BENCH_ONLY")
 	for _, step := range steps {
+		if only != "" && !strings.Contains(only, step.name) {
+			continue
+		}
 		fmt.Printf("bench: %s ...\n", step.name)
 		if err := step.run(ctx, &r); err != nil {
 			return fmt.Errorf("%s: %w", step.name, err)
