@@ -50,7 +50,11 @@ func (r *InstanceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Client = mgr.GetClient()
 	}
 	if r.Recorder == nil {
-		r.Recorder = mgr.GetEventRecorder("instance-operator")
+		recorder, err := newBoundedRecorder(mgr, "instance-operator")
+		if err != nil {
+			return err
+		}
+		r.Recorder = recorder
 	}
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
