@@ -12,8 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
@@ -284,15 +282,9 @@ func (h *harness) expect(inst *computev1alpha1.Instance, lifecycle computev1alph
 // kstatus computes the instance's status as Flux does.
 func kstatus(t testing.TB, inst *computev1alpha1.Instance) status.Status {
 	t.Helper()
-	obj := inst.DeepCopy()
-	obj.SetGroupVersionKind(computev1alpha1.GroupVersion.WithKind("Instance"))
-	content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	verdict, err := testenv.KStatus(inst)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := status.Compute(&unstructured.Unstructured{Object: content})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.Status
+	return verdict
 }

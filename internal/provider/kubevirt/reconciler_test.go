@@ -12,8 +12,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	kubevirtv1 "kubevirt.io/api/core/v1"
@@ -26,6 +24,7 @@ import (
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 	"github.com/k0rdent-ai/instance-operator/controllers"
+	"github.com/k0rdent-ai/instance-operator/internal/testenv"
 )
 
 // operatorOnKubeVirt runs the Instance reconciler of controllers/ on this
@@ -85,17 +84,11 @@ func operatorWith(t *testing.T, ns string, tune func(*controllers.Options, *clie
 // kstatusOf is kstatus' verdict on the instance, as Flux computes it.
 func kstatusOf(t *testing.T, inst *computev1alpha1.Instance) status.Status {
 	t.Helper()
-	obj := inst.DeepCopy()
-	obj.SetGroupVersionKind(computev1alpha1.GroupVersion.WithKind("Instance"))
-	content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	verdict, err := testenv.KStatus(inst)
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := status.Compute(&unstructured.Unstructured{Object: content})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return res.Status
+	return verdict
 }
 
 func summary(inst *computev1alpha1.Instance) string {
