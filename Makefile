@@ -39,12 +39,16 @@ generate: controller-gen ## Generate DeepCopy methods.
 fmt: ## Run gofmt on the code.
 	gofmt -l -w $$(git ls-files --cached --others --exclude-standard '*.go' | grep -v '^hack/tools/')
 
+.PHONY: tidy
+tidy: ## Keep go.mod and go.sum tidy.
+	go mod tidy
+
 .PHONY: vet
 vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: verify
-verify: manifests generate fmt vet ## Regenerate everything and fail if the tree changed.
+verify: manifests generate tidy fmt vet ## Regenerate everything and fail if the tree changed.
 	@if [ -n "$$(git status --porcelain -- . ':!bin')" ]; then \
 		echo "verify: generated files or formatting are out of date:"; \
 		git status --porcelain -- . ':!bin'; git diff --stat; exit 1; \
