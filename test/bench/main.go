@@ -156,7 +156,7 @@ func run() error {
 	}
 	only := os.Getenv("BENCH_ONLY")
 	for _, step := range steps {
-		if only != "" && !strings.Contains(only, step.name) {
+		if only != "" && !strings.Contains(step.name, only) {
 			continue
 		}
 		fmt.Printf("bench: %s ...\n", step.name)
