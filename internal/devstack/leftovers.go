@@ -28,7 +28,7 @@ func lockDataDir(dataDir string) (*os.File, error) {
 // left running on dataDir (etcd, kube-apiserver, the manager). It runs with
 // the data directory's lock held, so no live stack owns them.
 func stopLeftovers(dataDir string, logf func(string, ...any)) {
-	pids := processesUsing(dataDir)
+	pids := ProcessesUsing(dataDir)
 	if len(pids) == 0 {
 		return
 	}
@@ -37,17 +37,17 @@ func stopLeftovers(dataDir string, logf func(string, ...any)) {
 		_ = syscall.Kill(pid, syscall.SIGTERM)
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for len(processesUsing(dataDir)) > 0 && time.Now().Before(deadline) {
+	for len(ProcessesUsing(dataDir)) > 0 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
-	for _, pid := range processesUsing(dataDir) {
+	for _, pid := range ProcessesUsing(dataDir) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 }
 
 // processesUsing lists the other processes whose command line names a path
 // under dataDir.
-func processesUsing(dataDir string) []int {
+func ProcessesUsing(dir string) []int {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
@@ -63,7 +63,7 @@ func processesUsing(dataDir string) []int {
 			continue
 		}
 		for _, arg := range strings.Split(string(cmdline), "\x00") {
-			if strings.Contains(arg, dataDir+string(filepath.Separator)) {
+			if strings.Contains(arg, dir+string(filepath.Separator)) {
 				pids = append(pids, pid)
 				break
 			}

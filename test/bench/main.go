@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/k0rdent-ai/instance-operator/internal/devstack"
-	"github.com/k0rdent-ai/instance-operator/internal/testenv"
 	"github.com/k0rdent-ai/instance-operator/test/load"
 )
 
@@ -80,17 +79,9 @@ func run() error {
 		Concurrency:  load.EnvInt("BENCH_CONCURRENCY", 16),
 		Creators:     load.EnvInt("BENCH_CREATORS", 64),
 	}
-	root, err := testenv.ModuleRoot()
+	root, assets, manager, err := load.Locate("BENCH_MANAGER")
 	if err != nil {
 		return err
-	}
-	assets, err := testenv.AssetsDir()
-	if err != nil {
-		return err
-	}
-	manager := os.Getenv("BENCH_MANAGER")
-	if manager == "" {
-		manager = filepath.Join(root, "bin", "manager")
 	}
 	work, err := os.MkdirTemp("", "instance-operator-bench-")
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/k0rdent-ai/instance-operator/internal/devstack"
 	"github.com/k0rdent-ai/instance-operator/internal/testenv"
+	"github.com/k0rdent-ai/instance-operator/test/load"
 )
 
 // stack is what the tests know of the running product: only what a user has.
@@ -58,7 +58,7 @@ func runMain(m *testing.M) int {
 			return 1
 		}
 	}
-	port, err := freePort()
+	port, err := load.FreePort()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -137,7 +137,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "devstack did not stop within a minute of Ctrl-C")
 		return 1
 	}
-	if left := processesMentioning(work); len(left) > 0 {
+	if left := devstack.ProcessesUsing(work); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "processes left behind after Ctrl-C: %v\n", left)
 		code = 1
 	}
@@ -151,45 +151,15 @@ func stopStack(cmd *exec.Cmd, work string) {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		left := processesMentioning(work)
+		left := devstack.ProcessesUsing(work)
 		if len(left) == 0 {
 			return
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	for _, pid := range processesMentioning(work) {
+	for _, pid := range devstack.ProcessesUsing(work) {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
-}
-
-// processesMentioning lists the processes whose command line names dir:
-// etcd, kube-apiserver and the manager all take paths under the stack's data dir.
-func processesMentioning(dir string) []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		var pid int
-		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil || pid == os.Getpid() {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		if strings.Contains(string(cmdline), dir) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // kubectl runs the built kubectl with the stack's admin kubeconfig.

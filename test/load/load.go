@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,21 @@ func EnvInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// Locate finds the module root, the control-plane binaries and the manager
+// binary: $managerEnv, or bin/manager under the root.
+func Locate(managerEnv string) (root, assets, manager string, err error) {
+	if root, err = testenv.ModuleRoot(); err != nil {
+		return "", "", "", err
+	}
+	if assets, err = testenv.AssetsDir(); err != nil {
+		return "", "", "", err
+	}
+	if manager = os.Getenv(managerEnv); manager == "" {
+		manager = filepath.Join(root, "bin", "manager")
+	}
+	return root, assets, manager, nil
 }
 
 // FreePort is a TCP port on the loopback that nothing listens on now.

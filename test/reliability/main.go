@@ -11,7 +11,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/k0rdent-ai/instance-operator/internal/devstack"
-	"github.com/k0rdent-ai/instance-operator/internal/testenv"
 	"github.com/k0rdent-ai/instance-operator/test/load"
 )
 
@@ -45,17 +44,9 @@ type env struct {
 }
 
 func run() error {
-	root, err := testenv.ModuleRoot()
+	root, assets, manager, err := load.Locate("RELIABILITY_MANAGER")
 	if err != nil {
 		return err
-	}
-	assets, err := testenv.AssetsDir()
-	if err != nil {
-		return err
-	}
-	manager := os.Getenv("RELIABILITY_MANAGER")
-	if manager == "" {
-		manager = filepath.Join(root, "bin", "manager")
 	}
 	work, err := os.MkdirTemp("", "instance-operator-reliability-")
 	if err != nil {
