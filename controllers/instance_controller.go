@@ -401,9 +401,12 @@ func verb(a provider.PowerAction) string {
 }
 
 // pushMetadata sends instanceMetadata to the machine when the spec changed
-// since the last successful pass; the provider's Update is idempotent.
+// since the last successful pass; the provider's Update is idempotent. At
+// generation 1 the spec never changed, so any machine of the instance was
+// created with this metadata and there is nothing to push.
 func (r *InstanceReconciler) pushMetadata(ctx context.Context, p *pass) error {
-	if p.machine == nil || p.inst.Generation == p.inst.Status.ObservedGeneration || p.machine.Phase == provider.PhaseDeleting {
+	if p.machine == nil || p.inst.Generation <= 1 || p.inst.Generation == p.inst.Status.ObservedGeneration ||
+		p.machine.Phase == provider.PhaseDeleting {
 		return nil
 	}
 	err := r.callProvider(ctx, "Update", func(ctx context.Context) error {
