@@ -138,7 +138,9 @@ func (c *Cloud) Observe(ctx context.Context, inst *computev1alpha1.Instance) (*p
 		}
 		now := c.clock.Now()
 		if c.roll(c.cfg.Faults.LossRate) {
-			c.remove(m)
+			if err := c.remove(m); err != nil {
+				return nil, err
+			}
 			return nil, notFound(inst)
 		}
 		if m.Phase == provider.PhaseRunning && c.roll(c.cfg.Faults.HostFailureRate) {
@@ -173,7 +175,7 @@ func (c *Cloud) Create(ctx context.Context, inst *computev1alpha1.Instance) (*pr
 			return nil, err
 		}
 		if _, err := c.advance(m, now); err != nil {
-			c.remove(m)
+			_ = c.remove(m)
 			return nil, err
 		}
 		return c.view(m, now), nil
@@ -271,6 +273,9 @@ func (c *Cloud) call(ctx context.Context, op func() (*provider.Machine, error)) 
 	}
 	slow, delay := c.roll(c.cfg.Faults.SlowCallRate), c.cfg.Faults.SlowCallDelay
 	m, err := op()
+	if cerr := c.store.compactIfLarge(c.all); cerr != nil && err == nil {
+		m, err = nil, cerr
+	}
 	c.mu.Unlock()
 	if slow {
 		t := c.clock.NewTimer(delay)
@@ -417,8 +422,7 @@ func (c *Cloud) advance(m *machine, now time.Time) (bool, error) {
 			m.Until = start.Add(next.For)
 		}
 		if m.Phase == phaseGone {
-			c.remove(m)
-			return true, nil
+			return true, c.remove(m)
 		}
 	}
 	if !changed {
@@ -445,8 +449,17 @@ func (c *Cloud) allocate(m *machine) string {
 	return ""
 }
 
+// all lists the cloud's machines. The caller holds c.mu.
+func (c *Cloud) all() []*machine {
+	out := make([]*machine, 0, len(c.byID))
+	for _, m := range c.byID {
+		out = append(out, m)
+	}
+	return out
+}
+
 // remove deletes m from the cloud and frees what it held. The caller holds c.mu.
-func (c *Cloud) remove(m *machine) {
+func (c *Cloud) remove(m *machine) error {
 	delete(c.byID, m.ID)
 	delete(c.byToken, m.Token)
 	if m.Allocated {
@@ -457,7 +470,7 @@ func (c *Cloud) remove(m *machine) {
 		m.Allocated = false
 	}
 	c.releaseAddresses(m)
-	c.store.remove(m.ID)
+	return c.store.remove(m.ID)
 }
 
 func (c *Cloud) releaseAddresses(m *machine) {

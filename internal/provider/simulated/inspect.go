@@ -60,8 +60,7 @@ func (c *Cloud) Lose(id string) error {
 	if m == nil {
 		return fmt.Errorf("simulated: no machine %s", id)
 	}
-	c.remove(m)
-	return nil
+	return c.remove(m)
 }
 
 // SetFaults changes the fault rates from now on.
