@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
+	"github.com/k0rdent-ai/instance-operator/internal/admission"
 	"github.com/k0rdent-ai/instance-operator/internal/testenv"
 )
 
@@ -191,8 +192,10 @@ func (s *Stack) kubectl(args ...string) (string, error) {
 	return string(out), nil
 }
 
-// applyConfig installs the API's ClusterRoles and the samples with kubectl,
-// as an operator's user would.
+// applyConfig installs the API's ClusterRoles, the admission policy and the
+// samples with kubectl, as an operator's user would; the samples wait until
+// kube-apiserver enforces the policy (it refuses Instance creates for a few
+// seconds after it or kube-apiserver starts).
 func (s *Stack) applyConfig(ctx context.Context) error {
 	roles, err := filepath.Glob(filepath.Join(s.opts.Root, "config", "rbac", "api", "compute_*_role.yaml"))
 	if err != nil {
@@ -205,6 +208,15 @@ func (s *Stack) applyConfig(ctx context.Context) error {
 		}
 	}
 	s.logf("installed the API's ClusterRoles (%d files from config/rbac/api)", len(roles))
+	if _, err := s.kubectl("apply", "--server-side", "-k", admission.Dir(s.opts.Root)); err != nil {
+		return err
+	}
+	began := time.Now()
+	if err := admission.WaitEnforced(ctx, s.client, metav1.NamespaceDefault, time.Minute); err != nil {
+		return err
+	}
+	s.logf("kube-apiserver enforces config/admission (the finalizer is stamped at create) after %s",
+		time.Since(began).Round(10*time.Millisecond))
 	if _, err := s.kubectl("apply", "--server-side", "-k", filepath.Join(s.opts.Root, "config", "samples")); err != nil {
 		return err
 	}
