@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -125,6 +126,44 @@ func CreateInstances(ctx context.Context, c client.Client, namespace, prefix str
 			}
 		}()
 	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// ForceDeleteAll deletes the namespace's instances when no manager runs to
+// release them: their finalizers (kube-apiserver's admission policy stamps
+// one on each) are dropped, as they hold no machines.
+func ForceDeleteAll(ctx context.Context, c client.Client, namespace string, workers int) error {
+	if err := c.DeleteAllOf(ctx, &computev1alpha1.Instance{}, client.InNamespace(namespace)); err != nil {
+		return fmt.Errorf("failed to delete the instances of %s: %w", namespace, err)
+	}
+	list := &computev1alpha1.InstanceList{}
+	if err := c.List(ctx, list, client.InNamespace(namespace)); err != nil {
+		return fmt.Errorf("failed to list instances: %w", err)
+	}
+	work := make(chan *computev1alpha1.Instance)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for inst := range work {
+				patch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`))
+				if err := c.Patch(ctx, inst, patch); err != nil && !apierrors.IsNotFound(err) {
+					select {
+					case errs <- fmt.Errorf("failed to drop the finalizers of %s: %w", inst.Name, err):
+					default:
+					}
+				}
+			}
+		}()
+	}
+	for i := range list.Items {
+		work <- &list.Items[i]
+	}
+	close(work)
 	wg.Wait()
 	close(errs)
 	return <-errs
