@@ -106,11 +106,13 @@ clean-dev: ## Wipe the local stack's data (etcd, simulated cloud, kubeconfig, to
 ##@ Deployment
 
 .PHONY: install
-install: manifests ## Install the CRDs into the cluster of the current kubeconfig.
+install: manifests ## Install the CRDs and the finalizer's admission policy into the cluster of the current kubeconfig.
 	$(KUBECTL) apply -k config/crd
+	$(KUBECTL) apply -k config/admission
 
 .PHONY: uninstall
-uninstall: ## Remove the CRDs from the cluster of the current kubeconfig.
+uninstall: ## Remove the admission policy and the CRDs from the cluster of the current kubeconfig.
+	$(KUBECTL) delete --ignore-not-found -k config/admission
 	$(KUBECTL) delete --ignore-not-found -k config/crd
 
 ##@ Tools

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 	"github.com/k0rdent-ai/instance-operator/internal/admission"
@@ -168,5 +170,44 @@ func TestRemovalDuringDeletionIsKept(t *testing.T) {
 	err := env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "deleted"}, &computev1alpha1.Instance{})
 	if !apierrors.IsNotFound(err) {
 		t.Fatalf("the instance outlived the removal of its finalizer: %v", err)
+	}
+}
+
+// The install overlays carry the policy and its binding under the names the
+// binding refers to (the overlays prefix the operator's own objects).
+func TestOverlaysInstallThePolicy(t *testing.T) {
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, overlay := range []string{"default", "kubevirt"} {
+		out, err := exec.Command(filepath.Join(env.AssetsDir, "kubectl"), "kustomize", filepath.Join(root, "config", overlay)).CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl kustomize config/%s: %v\n%s", overlay, err, out)
+		}
+		found := map[string]bool{}
+		for _, doc := range strings.Split(string(out), "\n---\n") {
+			var obj struct {
+				Kind     string `json:"kind"`
+				Metadata struct {
+					Name string `json:"name"`
+				} `json:"metadata"`
+				Spec struct {
+					PolicyName string `json:"policyName"`
+				} `json:"spec"`
+			}
+			if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+				t.Fatal(err)
+			}
+			switch obj.Kind {
+			case "MutatingAdmissionPolicy":
+				found["policy"] = obj.Metadata.Name == admission.PolicyName
+			case "MutatingAdmissionPolicyBinding":
+				found["binding"] = obj.Spec.PolicyName == admission.PolicyName
+			}
+		}
+		if !found["policy"] || !found["binding"] {
+			t.Errorf("config/%s: policy %s and its binding found: %v", overlay, admission.PolicyName, found)
+		}
 	}
 }
