@@ -70,6 +70,9 @@ func TestCreate(t *testing.T) {
 		if res.Spec.PowerState != computev1alpha1.PowerStateRunning {
 			t.Errorf("powerState = %q", res.Spec.PowerState)
 		}
+		if !slices.Equal(res.Finalizers, []string{computev1alpha1.Finalizer}) {
+			t.Errorf("finalizers = %v, want the operator's from the create", res.Finalizers)
+		}
 	})
 	t.Run("without an id the server makes one", func(t *testing.T) {
 		r := call(t, http.MethodPost, collectionPath, tokens["deployer"], map[string]any{"type": typeURI})

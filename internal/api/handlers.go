@@ -222,6 +222,10 @@ func (op *operation) create() error {
 			Name:        req.ID,
 			Labels:      req.Labels,
 			Annotations: map[string]string{computev1alpha1.CreatedByAnnotation: op.user.User.GetName()},
+			// Stamped here, the finalizer needs no write of the operator's,
+			// and the create skips the admission policy, which refuses
+			// creates for a few seconds after kube-apiserver starts.
+			Finalizers: []string{computev1alpha1.Finalizer},
 		},
 		Spec: computev1alpha1.InstanceSpec{
 			DisplayName:      req.DisplayName,
