@@ -242,7 +242,9 @@ func (b *bench) statusWrites(ctx context.Context) (float64, error) {
 // then, with the manager stopped, a bare client makes the same creates and
 // as many status writes per instance as the manager made (kube-apiserver
 // counts them) at the manager's concurrency against the same kube-apiserver:
-// the floor. The manager's other writes (the finalizer, events) are its
+// the floor. Both are timed by the same watch, and both creates pass the
+// same admission policy (it stamps the finalizer). The manager's other
+// writes (a finalizer patch where the policy is missing, events) are its
 // overhead and count against it.
 func (b *bench) convergeBenchmark(ctx context.Context, r *report) error {
 	const ns, floorNS = "bench-converge", "bench-floor"
