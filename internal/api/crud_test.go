@@ -113,17 +113,24 @@ func TestCreate(t *testing.T) {
 	for name, tc := range map[string]struct {
 		body, field, reason string
 	}{
-		"missing type":      {`{"displayName":"x"}`, "type", ReasonInvalidArgument},
-		"unknown field":     {`{"type":"` + typeURI + `","colour":"blue"}`, "colour", ReasonInvalidArgument},
-		"read-only field":   {`{"type":"` + typeURI + `","uid":"x"}`, "uid", ReasonInvalidArgument},
-		"wrong field type":  {`{"type":42}`, "type", ReasonInvalidArgument},
-		"bad id":            {`{"id":"Bad_ID","type":"` + typeURI + `"}`, "id", ReasonInvalidArgument},
-		"prefixed label":    {`{"type":"` + typeURI + `","labels":{"example.com/x":"y"}}`, "labels", ReasonInvalidArgument},
-		"invalid json":      {`{"type":`, "", ReasonMalformedRequestBody},
-		"array body":        {`[1,2]`, "", ReasonMalformedRequestBody},
-		"two objects":       {`{"type":"` + typeURI + `"} {}`, "", ReasonMalformedRequestBody},
-		"deep json":         {strings.Repeat("[", 20000) + strings.Repeat("]", 20000), "", ReasonMalformedRequestBody},
-		"bad metadata item": {`{"type":"` + typeURI + `","instanceMetadata":[{"key":"k","colour":"x"}]}`, "colour", ReasonInvalidArgument},
+		"missing type":           {`{"displayName":"x"}`, "type", ReasonInvalidArgument},
+		"unknown field":          {`{"type":"` + typeURI + `","colour":"blue"}`, "colour", ReasonInvalidArgument},
+		"read-only field":        {`{"type":"` + typeURI + `","uid":"x"}`, "uid", ReasonInvalidArgument},
+		"wrong field type":       {`{"type":42}`, "type", ReasonInvalidArgument},
+		"bad id":                 {`{"id":"Bad_ID","type":"` + typeURI + `"}`, "id", ReasonInvalidArgument},
+		"prefixed label":         {`{"type":"` + typeURI + `","labels":{"example.com/x":"y"}}`, "labels", ReasonInvalidArgument},
+		"invalid json":           {`{"type":`, "", ReasonMalformedRequestBody},
+		"array body":             {`[1,2]`, "", ReasonMalformedRequestBody},
+		"two objects":            {`{"type":"` + typeURI + `"} {}`, "", ReasonMalformedRequestBody},
+		"deep json":              {strings.Repeat("[", 20000) + strings.Repeat("]", 20000), "", ReasonMalformedRequestBody},
+		"bad metadata item":      {`{"type":"` + typeURI + `","instanceMetadata":[{"key":"k","colour":"x"}]}`, "colour", ReasonInvalidArgument},
+		"type of another region": {`{"type":"/v1/regions/eu-west-1/zones/eu1-a/instance-types/g1-xlarge"}`, "type", ReasonInvalidArgument},
+		"image of another region": {`{"type":"` + typeURI + `","disks":[{"sizeGb":10,"boot":true,"source":"/v1/regions/eu-west-1/compute/images/ubuntu"}]}`,
+			"disks[0].source", ReasonInvalidArgument},
+		"network of another project": {`{"type":"` + typeURI + `","nics":[{},{"network":"/v1/regions/` + region + `/projects/someone-else/compute/networks/n1"}]}`,
+			"nics[1].network", ReasonInvalidArgument},
+		"gpu type of another region": {`{"type":"` + typeURI + `","gpus":[{"type":"/v1/regions/eu-west-1/gpu-types/h100-80gb","count":1}]}`,
+			"gpus[0].type", ReasonInvalidArgument},
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := call(t, http.MethodPost, collectionPath, tokens["deployer"], tc.body).envelope(t, http.StatusBadRequest, tc.reason)

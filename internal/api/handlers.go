@@ -216,6 +216,9 @@ func (op *operation) create() error {
 	if derr != nil {
 		return derr
 	}
+	if serr := checkScope(req, op.rt.region, op.rt.project); serr != nil {
+		return serr
+	}
 	in := &computev1alpha1.Instance{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace:   op.ns,

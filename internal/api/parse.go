@@ -369,3 +369,59 @@ func truncate(s string, n int) string {
 	}
 	return s[:n] + "..."
 }
+
+// scopeOf reads the region, and the project if there is one, of a resource
+// URI of the API (/v1/regions/{region}/[projects/{project}/]...). ok is false
+// for anything else, which the resource's own validation reports.
+func scopeOf(uri string) (region, project string, ok bool) {
+	rest, found := strings.CutPrefix(uri, "/v1/regions/")
+	if !found {
+		return "", "", false
+	}
+	region, rest, _ = strings.Cut(rest, "/")
+	if after, found := strings.CutPrefix(rest, "projects/"); found {
+		project, _, _ = strings.Cut(after, "/")
+	}
+	return region, project, region != ""
+}
+
+// checkScope refuses references to another region's (or another project's)
+// types, images, networks and GPU types: an instance is made in the region
+// and project of the request's path, and kube-apiserver cannot tell, since a
+// namespace's region is in its labels.
+func checkScope(req *CreateRequest, region, project string) *apiError {
+	var violations []FieldViolation
+	check := func(field, uri string) {
+		r, p, ok := scopeOf(uri)
+		switch {
+		case !ok:
+		case r != region:
+			violations = append(violations, FieldViolation{Field: field,
+				Description: fmt.Sprintf("%s is in region %q; the instance is made in region %q", truncate(uri, 128), truncate(r, 64), region)})
+		case p != "" && p != project:
+			violations = append(violations, FieldViolation{Field: field,
+				Description: fmt.Sprintf("%s belongs to project %q; the instance is made in project %q", truncate(uri, 128), truncate(p, 64), project)})
+		}
+	}
+	check("type", req.Type)
+	for i, d := range req.Disks {
+		check(fmt.Sprintf("disks[%d].source", i), d.Source)
+	}
+	for i, n := range req.NICs {
+		check(fmt.Sprintf("nics[%d].network", i), n.Network)
+		check(fmt.Sprintf("nics[%d].subnet", i), n.Subnet)
+	}
+	for i, g := range req.GPUs {
+		check(fmt.Sprintf("gpus[%d].type", i), g.Type)
+	}
+	if len(violations) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(violations))
+	for i, v := range violations {
+		msgs[i] = v.Field + ": " + v.Description
+	}
+	e := newError(http.StatusBadRequest, ReasonInvalidArgument, "invalid instance: "+strings.Join(msgs, "; "), nil)
+	e.violations = violations
+	return e
+}
