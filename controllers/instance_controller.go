@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -20,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -44,7 +46,8 @@ type InstanceReconciler struct {
 
 // SetupWithManager registers the reconciler with mgr. Only changes that ask
 // for work wake it: spec (generation), annotations (pause), and deletion;
-// its own status writes do not.
+// its own status writes do not. A provider whose machines are Kubernetes
+// objects (provider.Watcher) wakes it too, when one of them changes.
 func (r *InstanceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Client == nil {
 		r.Client = mgr.GetClient()
@@ -64,14 +67,29 @@ func (r *InstanceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	deletion := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 		return e.ObjectOld.GetDeletionTimestamp().IsZero() != e.ObjectNew.GetDeletionTimestamp().IsZero()
 	}}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&computev1alpha1.Instance{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletion))).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: r.Options.MaxConcurrentReconciles,
 			RateLimiter:             r.backoff,
-		}).
-		Complete(r)
+		})
+	if w, ok := r.Provider.(provider.Watcher); ok {
+		for _, watch := range w.Watches() {
+			b = b.Watches(watch.Object, handler.EnqueueRequestsFromMapFunc(instanceOf(watch.Instance)))
+		}
+	}
+	return b.Complete(r)
+}
+
+// instanceOf turns a provider's mapping of its objects into reconcile requests.
+func instanceOf(find func(client.Object) (types.NamespacedName, bool)) handler.MapFunc {
+	return func(_ context.Context, obj client.Object) []reconcile.Request {
+		if key, ok := find(obj); ok {
+			return []reconcile.Request{{NamespacedName: key}}
+		}
+		return nil
+	}
 }
 
 // pass is one reconcile of one instance: the instance as read, the status
