@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
@@ -177,12 +178,13 @@ func (f *fakeProvider) called(op string) int {
 
 // fixture is a reconciler over the fake client and a fake provider.
 type fixture struct {
-	t      *testing.T
-	r      *InstanceReconciler
-	c      client.Client
-	prov   *fakeProvider
-	clock  *clocktesting.FakeClock
-	writes int
+	t     *testing.T
+	r     *InstanceReconciler
+	c     client.Client
+	prov  *fakeProvider
+	clock *clocktesting.FakeClock
+	// writes counts status patches, patches those of the resource itself.
+	writes, patches int
 }
 
 func newFixture(t *testing.T, inst *computev1alpha1.Instance) *fixture {
@@ -201,6 +203,10 @@ func newFixture(t *testing.T, inst *computev1alpha1.Instance) *fixture {
 			SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, o ...client.SubResourcePatchOption) error {
 				f.writes++
 				return c.SubResource(sub).Patch(ctx, obj, p, o...)
+			},
+			Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, p client.Patch, o ...client.PatchOption) error {
+				f.patches++
+				return c.Patch(ctx, obj, p, o...)
 			},
 		}).Build()
 	f.r = &InstanceReconciler{Client: f.c, Provider: f.prov, Clock: f.clock, Recorder: events.NewFakeRecorder(100),
@@ -506,5 +512,36 @@ func TestBackoffRestartsAfterProgress(t *testing.T) {
 	}
 	if n := f.r.backoff.NumRequeues(req); n != 0 {
 		t.Errorf("a pass that moved the instance on kept the backoff: %d requeues, want 0", n)
+	}
+}
+
+// TestFirstPassWrites: the first pass of an instance costs one status
+// write, plus one patch for the finalizer only when kube-apiserver's
+// admission policy did not stamp it at create.
+func TestFirstPassWrites(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		stamped     bool
+		wantPatches int
+	}{
+		{"finalizer stamped at create", true, 0},
+		{"no admission policy", false, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			inst := testInstance()
+			if tc.stamped {
+				inst.Finalizers = []string{computev1alpha1.Finalizer}
+			}
+			f := newFixture(t, inst)
+			if _, err := f.reconcile(); err != nil {
+				t.Fatal(err)
+			}
+			got := f.get()
+			if f.patches != tc.wantPatches || f.writes != 1 || f.prov.called("Create") != 1 ||
+				!controllerutil.ContainsFinalizer(got, computev1alpha1.Finalizer) {
+				t.Errorf("patches %d (want %d), status writes %d (want 1), calls %v, finalizers %v",
+					f.patches, tc.wantPatches, f.writes, f.prov.calls, got.Finalizers)
+			}
+		})
 	}
 }
