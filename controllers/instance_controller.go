@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -42,6 +43,8 @@ type InstanceReconciler struct {
 	// backoff spaces the retries after transient errors; the reconciler
 	// resets it when a failing pass still moved the instance forward.
 	backoff *jitteredBackoff
+	// noPolicyLogged says once that instances come without the finalizer.
+	noPolicyLogged sync.Once
 }
 
 // SetupWithManager registers the reconciler with mgr. Only changes that ask
@@ -175,6 +178,10 @@ func (r *InstanceReconciler) ensureFinalizer(ctx context.Context, p *pass) error
 	if controllerutil.ContainsFinalizer(p.inst, computev1alpha1.Finalizer) {
 		return nil
 	}
+	r.noPolicyLogged.Do(func() {
+		ctrl.LoggerFrom(ctx).Info("an instance came without the finalizer, so the operator adds it with a write of its own; " +
+			"install config/admission (Kubernetes 1.36 or later) to have kube-apiserver stamp it at create")
+	})
 	base := p.inst.DeepCopy()
 	controllerutil.AddFinalizer(p.inst, computev1alpha1.Finalizer)
 	if err := r.Client.Patch(ctx, p.inst, client.MergeFrom(base)); err != nil {
