@@ -273,8 +273,10 @@ func (c *Cloud) call(ctx context.Context, op func() (*provider.Machine, error)) 
 	}
 	slow, delay := c.roll(c.cfg.Faults.SlowCallRate), c.cfg.Faults.SlowCallDelay
 	m, err := op()
-	if cerr := c.store.compactIfLarge(c.all); cerr != nil && err == nil {
-		m, err = nil, cerr
+	if c.store.needsCompaction(len(c.byID)) {
+		if cerr := c.store.compact(c.all()); cerr != nil && err == nil {
+			m, err = nil, cerr
+		}
 	}
 	c.mu.Unlock()
 	if slow {

@@ -57,24 +57,17 @@ func (s *store) load() ([]*machine, error) {
 		return nil, nil
 	}
 	byID := map[string]*machine{}
-	var order []string
-	put := func(m *machine) {
-		if _, ok := byID[m.ID]; !ok {
-			order = append(order, m.ID)
-		}
-		byID[m.ID] = m
-	}
 	legacy, err := readLegacy(filepath.Join(s.dir, legacyDir))
 	if err != nil {
 		return nil, err
 	}
 	for _, m := range legacy {
-		put(m)
+		byID[m.ID] = m
 	}
 	if err := s.replay(func(r record) {
 		switch {
 		case r.Machine != nil:
-			put(r.Machine)
+			byID[r.Machine.ID] = r.Machine
 		case r.Removed != "":
 			delete(byID, r.Removed)
 		}
@@ -82,10 +75,8 @@ func (s *store) load() ([]*machine, error) {
 		return nil, err
 	}
 	out := make([]*machine, 0, len(byID))
-	for _, id := range order {
-		if m, ok := byID[id]; ok {
-			out = append(out, m)
-		}
+	for _, m := range byID {
+		out = append(out, m)
 	}
 	if err := s.compact(out); err != nil {
 		return nil, err
@@ -207,19 +198,12 @@ func (s *store) remove(id string) error {
 	return nil
 }
 
-// compactIfLarge compacts the journal once it holds many more lines than
-// the live machines would take, so a long-lived cloud's journal stays in
-// proportion to what it holds. The caller holds the cloud's lock.
-func (s *store) compactIfLarge(live func() []*machine) error {
+// needsCompaction reports whether the journal holds so many more lines than
+// live machines would take that compacting it pays, so a long-lived cloud's
+// journal stays in proportion to what it holds.
+func (s *store) needsCompaction(live int) bool {
 	const slack = 4096
-	if s.dir == "" || s.lines < slack {
-		return nil
-	}
-	machines := live()
-	if s.lines < 4*len(machines)+slack {
-		return nil
-	}
-	return s.compact(machines)
+	return s.dir != "" && s.lines >= 4*live+slack
 }
 
 // readLegacy reads the per-machine files of older state directories.
