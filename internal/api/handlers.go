@@ -460,21 +460,13 @@ func (op *operation) fromKubernetes(err error) *apiError {
 		return newError(http.StatusConflict, ReasonAlreadyExists,
 			fmt.Sprintf("instance %q already exists in project %q of region %q", op.rt.id, op.rt.project, op.rt.region), md)
 	case apierrors.IsInvalid(err), apierrors.IsBadRequest(err):
-		ae := newError(http.StatusBadRequest, ReasonInvalidArgument, "", md)
-		var msgs []string
+		var violations []FieldViolation
 		if d := status.Status().Details; d != nil {
 			for _, c := range d.Causes {
-				field := apiFieldName(c.Field)
-				msg := apiMessage(c.Message)
-				ae.violations = append(ae.violations, FieldViolation{Field: field, Description: msg})
-				msgs = append(msgs, field+": "+msg)
+				violations = append(violations, FieldViolation{Field: apiFieldName(c.Field), Description: apiMessage(c.Message)})
 			}
 		}
-		if len(msgs) == 0 {
-			msgs = []string{"the request was refused as invalid"}
-		}
-		ae.message = "invalid instance: " + strings.Join(msgs, "; ")
-		return ae
+		return invalidInstance(violations, md)
 	case apierrors.IsConflict(err):
 		return newError(http.StatusConflict, ReasonConflict, "the instance changed while it was being updated; try again", md)
 	case apierrors.IsTooManyRequests(err), apierrors.IsServerTimeout(err), apierrors.IsTimeout(err), apierrors.IsServiceUnavailable(err):

@@ -417,11 +417,20 @@ func checkScope(req *CreateRequest, region, project string) *apiError {
 	if len(violations) == 0 {
 		return nil
 	}
+	return invalidInstance(violations, nil)
+}
+
+// invalidInstance is the 400 for an instance with field violations; its
+// message lists them all.
+func invalidInstance(violations []FieldViolation, metadata map[string]string) *apiError {
 	msgs := make([]string, len(violations))
 	for i, v := range violations {
 		msgs[i] = v.Field + ": " + v.Description
 	}
-	e := newError(http.StatusBadRequest, ReasonInvalidArgument, "invalid instance: "+strings.Join(msgs, "; "), nil)
+	if len(msgs) == 0 {
+		msgs = []string{"the request was refused as invalid"}
+	}
+	e := newError(http.StatusBadRequest, ReasonInvalidArgument, "invalid instance: "+strings.Join(msgs, "; "), metadata)
 	e.violations = violations
 	return e
 }
