@@ -7,15 +7,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 	"github.com/k0rdent-ai/instance-operator/internal/admission"
@@ -176,34 +175,15 @@ func TestRemovalDuringDeletionIsKept(t *testing.T) {
 // The install overlays carry the policy and its binding under the names the
 // binding refers to (the overlays prefix the operator's own objects).
 func TestOverlaysInstallThePolicy(t *testing.T) {
-	root, err := testenv.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, overlay := range []string{"default", "kubevirt"} {
-		out, err := exec.Command(filepath.Join(env.AssetsDir, "kubectl"), "kustomize", filepath.Join(root, "config", overlay)).CombinedOutput()
-		if err != nil {
-			t.Fatalf("kubectl kustomize config/%s: %v\n%s", overlay, err, out)
-		}
 		found := map[string]bool{}
-		for _, doc := range strings.Split(string(out), "\n---\n") {
-			var obj struct {
-				Kind     string `json:"kind"`
-				Metadata struct {
-					Name string `json:"name"`
-				} `json:"metadata"`
-				Spec struct {
-					PolicyName string `json:"policyName"`
-				} `json:"spec"`
-			}
-			if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
-				t.Fatal(err)
-			}
-			switch obj.Kind {
+		for _, u := range env.Kustomize(t, overlay) {
+			switch u.GetKind() {
 			case "MutatingAdmissionPolicy":
-				found["policy"] = obj.Metadata.Name == admission.PolicyName
+				found["policy"] = u.GetName() == admission.PolicyName
 			case "MutatingAdmissionPolicyBinding":
-				found["binding"] = obj.Spec.PolicyName == admission.PolicyName
+				policyName, _, _ := unstructured.NestedString(u.Object, "spec", "policyName")
+				found["binding"] = policyName == admission.PolicyName
 			}
 		}
 		if !found["policy"] || !found["binding"] {

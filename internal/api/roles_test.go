@@ -80,28 +80,11 @@ func TestShippedRoles(t *testing.T) {
 // (users bind them by name), so the install overlays, which prefix the
 // operator's own objects, must leave their names alone.
 func TestInstallsKeepRoleNames(t *testing.T) {
-	root, err := testenv.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, overlay := range []string{"default", "kubevirt"} {
-		out, err := kubectl("kustomize", filepath.Join(root, "config", overlay))
-		if err != nil {
-			t.Fatalf("kubectl kustomize config/%s: %v\n%s", overlay, err, out)
-		}
 		var names []string
-		for _, doc := range strings.Split(out, "\n---\n") {
-			var obj struct {
-				Kind     string `json:"kind"`
-				Metadata struct {
-					Name string `json:"name"`
-				} `json:"metadata"`
-			}
-			if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
-				t.Fatal(err)
-			}
-			if obj.Kind == "ClusterRole" {
-				names = append(names, obj.Metadata.Name)
+		for _, u := range env.Kustomize(t, overlay) {
+			if u.GetKind() == "ClusterRole" {
+				names = append(names, u.GetName())
 			}
 		}
 		for _, want := range []string{"compute.viewer", "compute.deployer", "compute.admin", "instance-operator-manager-role"} {

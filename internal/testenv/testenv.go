@@ -2,14 +2,18 @@ package testenv
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -163,4 +167,32 @@ func (e *Env) Kubectl(t testing.TB, stdin string, args ...string) (stdout, stder
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err = cmd.Run()
 	return out.String(), errOut.String(), err
+}
+
+// Kustomize renders config/<dir> of the module with the built kubectl, as
+// `kubectl apply -k` would before applying it.
+func (e *Env) Kustomize(t testing.TB, dir string) []unstructured.Unstructured {
+	t.Helper()
+	root, err := ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err := e.Kubectl(t, "", "kustomize", filepath.Join(root, "config", dir))
+	if err != nil {
+		t.Fatalf("kubectl kustomize config/%s: %v: %s", dir, err, stderr)
+	}
+	var objs []unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(out), 4096)
+	for {
+		var u unstructured.Unstructured
+		if err := dec.Decode(&u.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return objs
+			}
+			t.Fatal(err)
+		}
+		if len(u.Object) > 0 {
+			objs = append(objs, u)
+		}
+	}
 }

@@ -1,10 +1,7 @@
 package kubevirt
 
 import (
-	"bytes"
 	"context"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,41 +15,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 	"github.com/k0rdent-ai/instance-operator/internal/provider"
-	"github.com/k0rdent-ai/instance-operator/internal/testenv"
 )
-
-// render runs the real kubectl's kustomize on a config directory and returns its objects.
-func render(t *testing.T, dir string) []unstructured.Unstructured {
-	t.Helper()
-	root, err := testenv.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, stderr, err := env.Kubectl(t, "", "kustomize", filepath.Join(root, "config", dir))
-	if err != nil {
-		t.Fatalf("kubectl kustomize config/%s: %v: %s", dir, err, stderr)
-	}
-	var objs []unstructured.Unstructured
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewBufferString(out), 4096)
-	for {
-		var u unstructured.Unstructured
-		if err := dec.Decode(&u.Object); err != nil {
-			if errors.Is(err, io.EOF) {
-				return objs
-			}
-			t.Fatal(err)
-		}
-		if len(u.Object) > 0 {
-			objs = append(objs, u)
-		}
-	}
-}
 
 func find(t *testing.T, objs []unstructured.Unstructured, kind, name string, into any) {
 	t.Helper()
@@ -68,7 +36,7 @@ func find(t *testing.T, objs []unstructured.Unstructured, kind, name string, int
 }
 
 func TestConfigKubevirtRendersTheProvider(t *testing.T) {
-	objs := render(t, "kubevirt")
+	objs := env.Kustomize(t, "kubevirt")
 	dep := &appsv1.Deployment{}
 	find(t, objs, "Deployment", "instance-operator-controller-manager", dep)
 	c := dep.Spec.Template.Spec.Containers[0]
@@ -104,7 +72,7 @@ func TestConfigKubevirtRendersTheProvider(t *testing.T) {
 	}
 
 	// Without the provider, no KubeVirt permission is granted.
-	for _, u := range render(t, "default") {
+	for _, u := range env.Kustomize(t, "default") {
 		data, _ := u.MarshalJSON()
 		if strings.Contains(string(data), "kubevirt.io\"") {
 			t.Errorf("config/default grants KubeVirt access in %s %s", u.GetKind(), u.GetName())
@@ -117,7 +85,7 @@ func TestConfigKubevirtRendersTheProvider(t *testing.T) {
 // delete, and asks the API server whether it may pause and unpause.
 func TestRBACIsEnough(t *testing.T) {
 	ctx := context.Background()
-	objs := render(t, "kubevirt")
+	objs := env.Kustomize(t, "kubevirt")
 	const user = "kubevirt-provider-test"
 	for _, name := range []string{"instance-operator-manager-role", "instance-operator-kubevirt-provider-role"} {
 		role := &rbacv1.ClusterRole{}
