@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -35,18 +34,8 @@ func TestLiveReadBeforeNotFound(t *testing.T) {
 		instancePath("instance-lagging"): http.StatusOK,
 		instancePath("no-such-instance"): http.StatusNotFound,
 	} {
-		req, _ := http.NewRequest(http.MethodGet, ts.URL+path, nil)
-		req.Header.Set("Authorization", "Bearer "+tokens["viewer"])
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		r := response{Response: resp, body: body}
-		validateResponse(t, http.MethodGet, path, r)
-		if resp.StatusCode != want {
-			t.Errorf("%s = %d, want %d: %s", path, resp.StatusCode, want, body)
+		if r := callAt(t, ts.URL, http.MethodGet, path, tokens["viewer"], nil); r.StatusCode != want {
+			t.Errorf("%s = %d, want %d: %s", path, r.StatusCode, want, r.body)
 		}
 	}
 }

@@ -199,19 +199,10 @@ func TestRateLimit(t *testing.T) {
 			t.Fatalf("request %d of the burst was limited", i)
 		}
 	}
-	req, _ := http.NewRequest(http.MethodGet, ts.URL+instancePath("instance-rate"), nil)
-	req.Header.Set("Authorization", "Bearer "+tokens["viewer"])
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	_ = resp.Body.Close()
-	r := response{Response: resp, body: body}
-	validateResponse(t, http.MethodGet, instancePath("instance-rate"), r)
+	r := callAt(t, ts.URL, http.MethodGet, instancePath("instance-rate"), tokens["viewer"], nil)
 	r.envelope(t, http.StatusTooManyRequests, ReasonRateLimited)
-	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || secs < 1 {
-		t.Errorf("Retry-After = %q", resp.Header.Get("Retry-After"))
+	if secs, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || secs < 1 {
+		t.Errorf("Retry-After = %q", r.Header.Get("Retry-After"))
 	}
 	if resp := get(tokens["deployer"]); resp.StatusCode == http.StatusTooManyRequests {
 		t.Error("another principal was limited")
@@ -255,23 +246,7 @@ func TestTLS(t *testing.T) {
 	opts := srv.opts
 	opts.BindAddress = "127.0.0.1:0"
 	opts.TLSCertFile, opts.TLSKeyFile = certFile, keyFile
-	s := &Server{opts: opts, mgr: srv.mgr, cache: srv.cache, live: srv.live, base: srv.base,
-		rate: newRateLimiter(opts.RateLimit, opts.RateBurst), listening: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Start(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Start: %v", err)
-		}
-	}()
-	addrCtx, addrCancel := context.WithTimeout(ctx, 30*time.Second)
-	defer addrCancel()
-	addr, err := s.Addr(addrCtx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr := startServer(t, opts)
 	serial := func() *big.Int {
 		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2", "http/1.1"}})
 		if err != nil {
@@ -355,29 +330,37 @@ func TestRecover(t *testing.T) {
 	}
 }
 
-// TestSlowClient: a client that never finishes its headers is cut off after
-// the read-header timeout instead of holding a connection.
-func TestSlowClient(t *testing.T) {
-	opts := srv.opts
-	opts.BindAddress = "127.0.0.1:0"
-	opts.ReadHeaderTimeout = 300 * time.Millisecond
+// startServer runs a server of the suite's with opts on its own listener
+// until the test ends, and returns its address.
+func startServer(t *testing.T, opts Options) string {
+	t.Helper()
 	s := &Server{opts: opts, mgr: srv.mgr, cache: srv.cache, live: srv.live, base: srv.base,
 		rate: newRateLimiter(opts.RateLimit, opts.RateBurst), listening: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Start(ctx) }()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Start: %v", err)
 		}
-	}()
+	})
 	addrCtx, addrCancel := context.WithTimeout(ctx, 30*time.Second)
 	defer addrCancel()
 	addr, err := s.Addr(addrCtx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return addr
+}
+
+// TestSlowClient: a client that never finishes its headers is cut off after
+// the read-header timeout instead of holding a connection.
+func TestSlowClient(t *testing.T) {
+	opts := srv.opts
+	opts.BindAddress = "127.0.0.1:0"
+	opts.ReadHeaderTimeout = 300 * time.Millisecond
+	addr := startServer(t, opts)
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)

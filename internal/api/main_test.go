@@ -327,6 +327,12 @@ func (e errorBody) violations() []string {
 // validates the response against the served OpenAPI document.
 func call(t *testing.T, method, path, token string, body any, headers ...string) response {
 	t.Helper()
+	return callAt(t, baseURL, method, path, token, body, headers...)
+}
+
+// callAt is call against the server at base.
+func callAt(t *testing.T, base, method, path, token string, body any, headers ...string) response {
+	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -341,7 +347,7 @@ func call(t *testing.T, method, path, token string, body any, headers ...string)
 		}
 		rd = bytes.NewReader(data)
 	}
-	req, err := http.NewRequest(method, baseURL+path, rd)
+	req, err := http.NewRequest(method, base+path, rd)
 	if err != nil {
 		t.Fatal(err)
 	}
