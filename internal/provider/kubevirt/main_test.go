@@ -156,18 +156,24 @@ func newNamespace(t *testing.T) string {
 	return ns.Name
 }
 
+// freshSample is the seed's sample, not yet created, in a fresh namespace,
+// changed by mutate (when not nil).
+func freshSample(t *testing.T, mutate func(*computev1alpha1.Instance)) *computev1alpha1.Instance {
+	t.Helper()
+	inst := sampleInstance(t)
+	inst.UID, inst.Status, inst.Namespace = "", computev1alpha1.InstanceStatus{}, newNamespace(t)
+	if mutate != nil {
+		mutate(inst)
+	}
+	return inst
+}
+
 // newInstance stores the seed's sample Instance (changed by mutate) in a
 // fresh namespace and records its create token, as the reconciler does
 // before it calls Create.
 func newInstance(t *testing.T, mutate func(*computev1alpha1.Instance)) *computev1alpha1.Instance {
 	t.Helper()
-	inst := sampleInstance(t)
-	inst.UID = ""
-	inst.Status = computev1alpha1.InstanceStatus{}
-	inst.Namespace = newNamespace(t)
-	if mutate != nil {
-		mutate(inst)
-	}
+	inst := freshSample(t, mutate)
 	ctx := context.Background()
 	if err := k8sClient.Create(ctx, inst); err != nil {
 		t.Fatal(err)

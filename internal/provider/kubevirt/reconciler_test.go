@@ -147,14 +147,14 @@ func inTransit(t *testing.T, k types.NamespacedName, s computev1alpha1.Lifecycle
 // applyInstance creates the seed's sample in a fresh namespace watched by a fresh operator.
 func applyInstance(t *testing.T, mutate func(*computev1alpha1.Instance)) types.NamespacedName {
 	t.Helper()
-	inst := sampleInstance(t)
-	inst.UID = ""
-	inst.Status = computev1alpha1.InstanceStatus{}
-	inst.Namespace = newNamespace(t)
-	if mutate != nil {
-		mutate(inst)
-	}
-	operatorOnKubeVirt(t, inst.Namespace)
+	return applyInstanceWith(t, mutate, nil)
+}
+
+// applyInstanceWith is applyInstance with the operator tuned as operatorWith does.
+func applyInstanceWith(t *testing.T, mutate func(*computev1alpha1.Instance), tune func(*controllers.Options, *client.Client)) types.NamespacedName {
+	t.Helper()
+	inst := freshSample(t, mutate)
+	operatorWith(t, inst.Namespace, tune)
 	if err := k8sClient.Create(context.Background(), inst); err != nil {
 		t.Fatal(err)
 	}
@@ -232,17 +232,9 @@ func TestReconcilerCreateToRunning(t *testing.T) {
 func TestReconcilerFollowsKubeVirtByWatch(t *testing.T) {
 	hold(t, double.HoldImports)
 	hold(t, double.HoldBoot)
-	inst := sampleInstance(t)
-	inst.UID = ""
-	inst.Status = computev1alpha1.InstanceStatus{}
-	inst.Namespace = newNamespace(t)
-	operatorWith(t, inst.Namespace, func(o *controllers.Options, _ *client.Client) {
+	k := applyInstanceWith(t, nil, func(o *controllers.Options, _ *client.Client) {
 		o.PollInterval, o.ResyncPeriod = time.Hour, time.Hour
 	})
-	if err := k8sClient.Create(context.Background(), inst); err != nil {
-		t.Fatal(err)
-	}
-	k := key(inst)
 	inTransit(t, k, computev1alpha1.LifecycleProvisioning, computev1alpha1.ReasonProvisioning)
 	waitInstance(t, k, "the import progress (a DataVolume change) in statusMessage", func(i *computev1alpha1.Instance) bool {
 		return strings.Contains(i.Status.Lifecycle.StatusMessage, "ImportInProgress 45.00%")
@@ -313,13 +305,11 @@ func TestReconcilerRepair(t *testing.T) {
 
 func TestReconcilerWaitsForCapacity(t *testing.T) {
 	const why = "0/3 nodes are available: 3 Insufficient nvidia.com/GH100_H100_SXM5_80GB."
-	inst := sampleInstance(t)
-	ns := newNamespace(t)
-	k := types.NamespacedName{Namespace: ns, Name: inst.Name}
+	inst := freshSample(t, nil)
+	k := key(inst)
 	double.SetUnschedulable(k, why)
 	t.Cleanup(func() { double.SetUnschedulable(k, "") })
-	inst.UID, inst.Status, inst.Namespace = "", computev1alpha1.InstanceStatus{}, ns
-	operatorOnKubeVirt(t, ns)
+	operatorOnKubeVirt(t, inst.Namespace)
 	if err := k8sClient.Create(context.Background(), inst); err != nil {
 		t.Fatal(err)
 	}
@@ -505,8 +495,7 @@ func (f *flakyClient) Create(ctx context.Context, obj client.Object, opts ...cli
 }
 
 func TestReconcilerRetriesTransientErrors(t *testing.T) {
-	inst := sampleInstance(t)
-	inst.UID, inst.Status, inst.Namespace = "", computev1alpha1.InstanceStatus{}, newNamespace(t)
+	inst := freshSample(t, nil)
 	var flaky *flakyClient
 	operatorWith(t, inst.Namespace, func(_ *controllers.Options, c *client.Client) {
 		flaky = &flakyClient{Client: *c}
@@ -538,13 +527,7 @@ func TestReconcilerRetriesTransientErrors(t *testing.T) {
 
 func TestReconcilerProvisioningDeadline(t *testing.T) {
 	hold(t, double.HoldImports)
-	inst := sampleInstance(t)
-	inst.UID, inst.Status, inst.Namespace = "", computev1alpha1.InstanceStatus{}, newNamespace(t)
-	operatorWith(t, inst.Namespace, func(o *controllers.Options, _ *client.Client) { o.ProvisioningDeadline = 300 * time.Millisecond })
-	if err := k8sClient.Create(context.Background(), inst); err != nil {
-		t.Fatal(err)
-	}
-	k := key(inst)
+	k := applyInstanceWith(t, nil, func(o *controllers.Options, _ *client.Client) { o.ProvisioningDeadline = 300 * time.Millisecond })
 	got := waitInstance(t, k, "the deadline", func(i *computev1alpha1.Instance) bool {
 		stalled := meta.FindStatusCondition(i.Status.Conditions, computev1alpha1.ConditionStalled)
 		return stalled != nil && stalled.Status == metav1.ConditionTrue && stalled.Reason == computev1alpha1.ReasonProvisioningDeadlineExceeded &&
@@ -566,8 +549,7 @@ func TestReconcilerProvisioningDeadline(t *testing.T) {
 func TestReconcilerRestartMidProvisioningMakesNoSecondVM(t *testing.T) {
 	ctx := context.Background()
 	hold(t, double.HoldImports)
-	inst := sampleInstance(t)
-	inst.UID, inst.Status, inst.Namespace = "", computev1alpha1.InstanceStatus{}, newNamespace(t)
+	inst := freshSample(t, nil)
 	stop := operatorOnKubeVirt(t, inst.Namespace)
 	if err := k8sClient.Create(ctx, inst); err != nil {
 		t.Fatal(err)
