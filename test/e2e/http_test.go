@@ -145,27 +145,15 @@ func TestHTTPLifecycle(t *testing.T) {
 		t.Errorf("patch: %d %v", code, patched)
 	}
 
-	code, stopped := call(t, http.MethodPost, projectPath+"/"+id+":stop", nil)
-	if code != http.StatusOK {
-		t.Fatalf(":stop: %d %v", code, stopped)
+	for _, power := range []struct{ action, lifecycle string }{
+		{"stop", "TERMINATED"}, {"start", "RUNNING"}, {"suspend", "SUSPENDED"}, {"resume", "RUNNING"},
+	} {
+		code, answer := call(t, http.MethodPost, projectPath+"/"+id+":"+power.action, nil)
+		if code != http.StatusOK {
+			t.Fatalf(":%s: %d %v", power.action, code, answer)
+		}
+		eventuallyStatus(t, id, power.lifecycle)
 	}
-	eventuallyStatus(t, id, "TERMINATED")
-	code, started := call(t, http.MethodPost, projectPath+"/"+id+":start", nil)
-	if code != http.StatusOK {
-		t.Fatalf(":start: %d %v", code, started)
-	}
-	eventuallyStatus(t, id, "RUNNING")
-
-	code, suspended := call(t, http.MethodPost, projectPath+"/"+id+":suspend", nil)
-	if code != http.StatusOK {
-		t.Fatalf(":suspend: %d %v", code, suspended)
-	}
-	eventuallyStatus(t, id, "SUSPENDED")
-	code, resumed := call(t, http.MethodPost, projectPath+"/"+id+":resume", nil)
-	if code != http.StatusOK {
-		t.Fatalf(":resume: %d %v", code, resumed)
-	}
-	eventuallyStatus(t, id, "RUNNING")
 
 	code, body := call(t, http.MethodDelete, projectPath+"/"+id, nil)
 	if code != http.StatusNoContent {
