@@ -203,9 +203,13 @@ func TestReconcilerCreateToRunning(t *testing.T) {
 	double.HoldImports(false)
 	inTransit(t, k, computev1alpha1.LifecycleStaging, computev1alpha1.ReasonStaging)
 	double.HoldBoot(false)
-	inst = settled(t, k, computev1alpha1.LifecycleRunning, computev1alpha1.ReasonRunning)
-	if inst.Status.Machine.ID != k.Namespace+"/"+k.Name || inst.Status.Hostname != k.Name ||
-		len(inst.Status.NICs) != 1 || !strings.HasPrefix(inst.Status.NICs[0].IPv4Address, "10.244.0.") {
+	settled(t, k, computev1alpha1.LifecycleRunning, computev1alpha1.ReasonRunning)
+	// The address can follow RUNNING by a pass: the VM's change may reach the
+	// operator before its VMI's (two informers), and the VMI's then wakes it.
+	inst = waitInstance(t, k, "the pod network's address", func(i *computev1alpha1.Instance) bool {
+		return len(i.Status.NICs) == 1 && strings.HasPrefix(i.Status.NICs[0].IPv4Address, "10.244.0.")
+	})
+	if inst.Status.Machine.ID != k.Namespace+"/"+k.Name || inst.Status.Hostname != k.Name {
 		t.Errorf("status = %+v", inst.Status)
 	}
 	var seen []computev1alpha1.LifecycleStatus
