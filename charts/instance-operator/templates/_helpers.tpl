@@ -1,0 +1,49 @@
+{{/*
+The prefix of every namespaced and cluster-scoped name the operator owns.
+Released as "instance-operator" it is "instance-operator", as config/'s
+namePrefix; the API's ClusterRoles (compute.*) keep their product names.
+*/}}
+{{- define "instance-operator.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "instance-operator.serviceAccountName" -}}
+{{ include "instance-operator.fullname" . }}-controller-manager
+{{- end -}}
+
+{{/* Selector labels: the same as config/'s, so both select one Deployment's pods. */}}
+{{- define "instance-operator.selectorLabels" -}}
+app.kubernetes.io/name: instance-operator
+control-plane: controller-manager
+{{- end -}}
+
+{{- define "instance-operator.labels" -}}
+app.kubernetes.io/name: instance-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "instance-operator.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A file of config/ that make manifests copies under files/, as one object,
+with the chart's labels laid over its own.
+*/}}
+{{- define "instance-operator.configObject" -}}
+{{- $obj := .root.Files.Get .path | fromYaml -}}
+{{- $labels := merge (dict) (include "instance-operator.labels" .root | fromYaml) ($obj.metadata.labels | default dict) -}}
+{{- $_ := set $obj.metadata "labels" $labels -}}
+{{- toYaml $obj -}}
+{{- end -}}

@@ -1,0 +1,87 @@
+package install
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/k0rdent-ai/instance-operator/internal/release"
+)
+
+// Every shape of values a user is told about lints clean, warnings included.
+func TestChartLintsStrictForEachProvider(t *testing.T) {
+	dir := filepath.Join(root(t), release.ChartDir)
+	for name, vals := range map[string]map[string]any{
+		"defaults": nil,
+		"kubevirt": {"provider": "kubevirt"},
+		"two replicas, pinned digest, network policy, no admission policy": {
+			"replicas":        2,
+			"image":           map[string]any{"digest": "sha256:" + strings.Repeat("a", 64)},
+			"networkPolicy":   map[string]any{"enabled": true},
+			"admissionPolicy": map[string]any{"enabled": false},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if err := release.LintChart(dir, vals); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// A provider the manager does not know is refused at render time, naming it.
+func TestChartRefusesAnUnknownProvider(t *testing.T) {
+	_, err := release.RenderChart(filepath.Join(root(t), release.ChartDir), "instance-operator", "instance-operator-system",
+		map[string]any{"provider": "openstack"})
+	if err == nil || !strings.Contains(err.Error(), `"openstack"`) {
+		t.Fatalf("rendering with provider=openstack: got %v, want an error naming it", err)
+	}
+}
+
+// The chart's rendering, for default values and then for the KubeVirt
+// values, is accepted whole by a real kube-apiserver's server-side dry run,
+// then applied for real: the CRD is established, the admission policy and its
+// binding exist and stamp the finalizer on a new Instance, and the API's
+// ClusterRoles carry their product names.
+func TestChartRenderingAppliesToKubeAPIServer(t *testing.T) {
+	e := freshControlPlane(t)
+	kubectl(t, e, "", "create", "namespace", "instance-operator-system")
+	for _, tc := range []struct {
+		name string
+		vals map[string]any
+	}{
+		{"defaults", nil},
+		{"kubevirt", map[string]any{"provider": "kubevirt"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			manifest, err := release.RenderChart(filepath.Join(root(t), release.ChartDir), "instance-operator", "instance-operator-system", tc.vals)
+			must(t, err, "render the chart")
+			dry := kubectl(t, e, manifest, "apply", "--server-side", "--field-manager=helm", "--dry-run=server", "-f", "-")
+			if n := strings.Count(dry, "(server dry run)"); n < 10 {
+				t.Fatalf("server-side dry run accepted %d objects:\n%s", n, dry)
+			}
+			kubectl(t, e, manifest, "apply", "--server-side", "--field-manager=helm", "-f", "-")
+			kubectl(t, e, "", "wait", "--for=condition=Established", "--timeout=60s", "crd/instances.compute.k0rdent.ai")
+			for _, obj := range []string{
+				"mutatingadmissionpolicy/instance-finalizer.compute.k0rdent.ai",
+				"mutatingadmissionpolicybinding/instance-finalizer.compute.k0rdent.ai",
+				"clusterrole/compute.viewer", "clusterrole/compute.deployer", "clusterrole/compute.admin",
+				"clusterrole/instance-operator-manager-role",
+				"deployment/instance-operator-controller-manager", // namespaced: -n below
+				"service/instance-operator-api",
+			} {
+				kubectl(t, e, "", "get", "-n", "instance-operator-system", obj, "-o", "name")
+			}
+			provider := kubectl(t, e, "", "get", "-n", "instance-operator-system", "deployment/instance-operator-controller-manager",
+				"-o", "jsonpath={.spec.template.spec.containers[0].args}")
+			if want := tc.name == "kubevirt"; strings.Contains(provider, "--provider=kubevirt") != want {
+				t.Fatalf("manager args %s: --provider=kubevirt present should be %v", provider, want)
+			}
+		})
+	}
+	applyInstance(t, e, "-k", filepath.Join(root(t), "config", "samples"))
+	finalizers := kubectl(t, e, "", "get", "instances", "-A", "-o", "jsonpath={.items[*].metadata.finalizers}")
+	if !strings.Contains(finalizers, "compute.k0rdent.ai/machine") {
+		t.Fatalf("the sample instance has finalizers %q; the chart's admission policy should have stamped compute.k0rdent.ai/machine", finalizers)
+	}
+}
