@@ -15,6 +15,16 @@ K8S_VERSION := $(shell awk '$$1 == "k8s.io/kubernetes" { print $$2 }' hack/tools
 KUBEBUILDER_ASSETS ?= $(LOCALBIN)/k8s/$(K8S_VERSION)
 KUBECTL ?= $(KUBEBUILDER_ASSETS)/kubectl
 GO_TEST_FLAGS ?= -timeout 20m
+# hack/release builds and publishes the release artefacts (internal/release).
+RELEASE ?= go run ./hack/release
+# VERSION=v0.1.0 stamps a release; empty stamps git describe's version.
+VERSION ?=
+RELEASE_VERSION_FLAGS = $(if $(VERSION),--version=$(VERSION))
+# The one definition of the version stamp is internal/release's: this asks it
+# (git's commit and date; SOURCE_DATE_EPOCH overrides the date).
+LDFLAGS = $(shell $(RELEASE) ldflags $(RELEASE_VERSION_FLAGS))
+PLATFORMS ?= linux/amd64,linux/arm64
+IMAGE_LAYOUT ?= dist/image
 
 .PHONY: all
 all: build
@@ -91,8 +101,18 @@ ci: verify test bench-short test-reliability-short ## The README's test command:
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager binary.
-	go build -o $(LOCALBIN)/manager ./cmd
+build: ## Build the manager binary, stamped with the version (manager --version).
+	go build -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/manager ./cmd
+
+.PHONY: image
+image: ## Build the manager image for PLATFORMS as an OCI layout in dist/image (no Docker) and print its digest.
+	$(RELEASE) image --platforms $(PLATFORMS) --out $(IMAGE_LAYOUT) $(RELEASE_VERSION_FLAGS)
+
+.PHONY: image-push
+image-push: ## Push the image in dist/image to IMG=registry/repo:tag (make image first if it is not built).
+	@if [ -z "$(IMG)" ]; then echo "image-push: set IMG=registry/repo:tag"; exit 1; fi
+	@if [ ! -f $(IMAGE_LAYOUT)/index.json ]; then $(MAKE) image; fi
+	$(RELEASE) push-image --layout $(IMAGE_LAYOUT) --ref $(IMG)
 
 .PHONY: run
 run: control-plane ## Run the whole product on this machine, in the foreground (Ctrl-C stops it).

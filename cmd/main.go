@@ -24,6 +24,7 @@ import (
 	"github.com/k0rdent-ai/instance-operator/internal/provider"
 	"github.com/k0rdent-ai/instance-operator/internal/provider/kubevirt"
 	"github.com/k0rdent-ai/instance-operator/internal/provider/simulated"
+	"github.com/k0rdent-ai/instance-operator/internal/version"
 )
 
 var scheme = runtime.NewScheme()
@@ -77,7 +78,12 @@ func main() {
 
 	zapOpts := zap.Options{Development: true}
 	zapOpts.BindFlags(flag.CommandLine)
+	printVersion := flag.Bool("version", false, "Print the version, commit and commit date, and exit.")
 	flag.Parse()
+	if *printVersion {
+		fmt.Println(version.String())
+		return
+	}
 
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	setupLog := ctrl.Log.WithName("setup")

@@ -1,0 +1,24 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+)
+
+// runLDFlags prints the version stamp for go build -ldflags, so that make
+// build stamps the binary exactly as the image build does.
+func runLDFlags(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("ldflags", flag.ContinueOnError)
+	var bi buildInfoFlags
+	bi.bind(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	info, err := bi.resolve(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Println(info.LDFlags())
+	return nil
+}
