@@ -15,8 +15,9 @@ K8S_VERSION := $(shell awk '$$1 == "k8s.io/kubernetes" { print $$2 }' hack/tools
 KUBEBUILDER_ASSETS ?= $(LOCALBIN)/k8s/$(K8S_VERSION)
 KUBECTL ?= $(KUBEBUILDER_ASSETS)/kubectl
 GO_TEST_FLAGS ?= -timeout 20m
-# hack/release builds and publishes the release artefacts (internal/release).
-RELEASE ?= go run ./hack/release
+# hack/release builds and publishes the release artefacts (internal/release);
+# built once into bin/ (the release-tool target), as go run would relink it each call.
+RELEASE ?= $(LOCALBIN)/release
 # VERSION=v0.1.0 stamps a release; empty stamps git describe's version.
 VERSION ?=
 RELEASE_VERSION_FLAGS = $(if $(VERSION),--version=$(VERSION))
@@ -25,6 +26,10 @@ RELEASE_VERSION_FLAGS = $(if $(VERSION),--version=$(VERSION))
 LDFLAGS = $(shell $(RELEASE) ldflags $(RELEASE_VERSION_FLAGS))
 PLATFORMS ?= linux/amd64,linux/arm64
 IMAGE_LAYOUT ?= dist/image
+# Where a release's image and chart are pushed, and what install.yaml and
+# k0rdent's HelmRepository name.
+IMAGE_REPO ?= ghcr.io/k0rdent-ai/instance-operator
+CHART_REPO ?= oci://ghcr.io/k0rdent-ai/charts
 
 .PHONY: all
 all: build
@@ -101,18 +106,33 @@ ci: verify test bench-short test-reliability-short ## The README's test command:
 ##@ Build
 
 .PHONY: build
-build: ## Build the manager binary, stamped with the version (manager --version).
+build: release-tool ## Build the manager binary, stamped with the version (manager --version).
 	go build -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/manager ./cmd
 
 .PHONY: image
-image: ## Build the manager image for PLATFORMS as an OCI layout in dist/image (no Docker) and print its digest.
+image: release-tool ## Build the manager image for PLATFORMS as an OCI layout in dist/image (no Docker) and print its digest.
 	$(RELEASE) image --platforms $(PLATFORMS) --out $(IMAGE_LAYOUT) $(RELEASE_VERSION_FLAGS)
 
 .PHONY: image-push
-image-push: ## Push the image in dist/image to IMG=registry/repo:tag (make image first if it is not built).
+image-push: release-tool ## Push the image in dist/image to IMG=registry/repo:tag (make image first if it is not built).
 	@if [ -z "$(IMG)" ]; then echo "image-push: set IMG=registry/repo:tag"; exit 1; fi
 	@if [ ! -f $(IMAGE_LAYOUT)/index.json ]; then $(MAKE) image; fi
 	$(RELEASE) push-image --layout $(IMAGE_LAYOUT) --ref $(IMG)
+
+.PHONY: release-tool
+release-tool:
+	go build -o $(RELEASE) ./hack/release
+
+.PHONY: release
+release: image ## Write dist/: the image layout, install.yaml (image pinned by digest), the packaged chart and dist/k0rdent/.
+	$(RELEASE) install-yaml --layout $(IMAGE_LAYOUT) --image $(IMAGE_REPO) --out dist/install.yaml $(RELEASE_VERSION_FLAGS)
+	$(RELEASE) chart --out dist $(RELEASE_VERSION_FLAGS)
+	$(RELEASE) k0rdent --chart-repo $(CHART_REPO) --out dist/k0rdent $(RELEASE_VERSION_FLAGS)
+
+.PHONY: release-push
+release-push: release-tool ## Push the release of make release: the image to IMAGE_REPO (tagged with the version) and the chart to CHART_REPO.
+	$(RELEASE) push-image --layout $(IMAGE_LAYOUT) --ref $(IMAGE_REPO):$$($(RELEASE) version $(RELEASE_VERSION_FLAGS))
+	$(RELEASE) push-chart --dir dist --repo $(CHART_REPO) $(RELEASE_VERSION_FLAGS)
 
 .PHONY: run
 run: control-plane ## Run the whole product on this machine, in the foreground (Ctrl-C stops it).

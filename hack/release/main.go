@@ -17,9 +17,14 @@ type subcommand struct {
 
 // subcommands are the commands of hack/release; each lives in its own file.
 var subcommands = map[string]subcommand{
-	"image":      {summary: "build the multi-platform manager image as an OCI layout", run: runImage},
-	"push-image": {summary: "push the image index of an OCI layout to a registry", run: runPushImage},
-	"ldflags":    {summary: "print the -ldflags that stamp the version into the manager", run: runLDFlags},
+	"image":        {summary: "build the multi-platform manager image as an OCI layout", run: runImage},
+	"push-image":   {summary: "push the image index of an OCI layout to a registry", run: runPushImage},
+	"ldflags":      {summary: "print the -ldflags that stamp the version into the manager", run: runLDFlags},
+	"install-yaml": {summary: "write install.yaml: config/default with the image pinned by digest", run: runInstallYAML},
+	"chart":        {summary: "lint and package the Helm chart, stamped with the build's version", run: runChart},
+	"push-chart":   {summary: "push the packaged chart to an OCI repository", run: runPushChart},
+	"version":      {summary: "print the build's version (the image's tag, the chart's appVersion)", run: runVersion},
+	"k0rdent":      {summary: "write k0rdent's HelmRepository, ServiceTemplate and a sample MultiClusterService", run: runK0rdent},
 }
 
 func main() {

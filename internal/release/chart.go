@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/Masterminds/semver/v3"
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/common"
 	chartv2 "helm.sh/helm/v4/pkg/chart/v2"
@@ -171,4 +172,30 @@ func SaveChart(chrt *chartv2.Chart, dir string) (string, error) {
 		return "", fmt.Errorf("failed to save the chart %s: %w", chrt.Name(), err)
 	}
 	return path, nil
+}
+
+// ChartVersion is the chart's SemVer version for a build: a v-tag's version
+// without the v (v1.2.0 gives 1.2.0), else a pre-release of 0.0.0 naming the
+// build (377cbb6-dirty gives 0.0.0-dev-377cbb6-dirty), which orders below
+// every tagged release.
+func ChartVersion(info BuildInfo) string {
+	if v, err := semver.StrictNewVersion(strings.TrimPrefix(info.Version, "v")); err == nil {
+		return v.String()
+	}
+	return "0.0.0-dev-" + strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' {
+			return r
+		}
+		return '-'
+	}, info.Version)
+}
+
+// ChartKubeVersion is the Kubernetes constraint of the chart at dir
+// (Chart.yaml's kubeVersion), which k0rdent's ServiceTemplate repeats.
+func ChartKubeVersion(dir string) (string, error) {
+	chrt, err := loader.Load(dir)
+	if err != nil {
+		return "", fmt.Errorf("failed to load the chart %s: %w", dir, err)
+	}
+	return chrt.Metadata.KubeVersion, nil
 }

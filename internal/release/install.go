@@ -19,9 +19,13 @@ import (
 const PlaceholderImage = "controller:latest"
 
 // Kustomize renders a kustomization directory as `kubectl kustomize` does
-// (the same kustomize library, at the version kubectl is built with).
+// (the same kustomize library, at the version kubectl is built with), in
+// kustomize's legacy order: namespaces and CRDs before what lives in them,
+// so that one `kubectl apply -f` of the result succeeds.
 func Kustomize(dir string) ([]unstructured.Unstructured, error) {
-	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	opts := krusty.MakeDefaultOptions()
+	opts.Reorder = krusty.ReorderOptionLegacy
+	k := krusty.MakeKustomizer(opts)
 	resources, err := k.Run(filesys.MakeFsOnDisk(), dir)
 	if err != nil {
 		return nil, fmt.Errorf("failed to build %s with kustomize: %w", dir, err)

@@ -1,6 +1,8 @@
 package install
 
 import (
+	"io"
+	"log"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -15,7 +17,7 @@ import (
 // in process) as helm push does, comes back by digest whole: the same name,
 // version and appVersion, and the same rendering as the source chart.
 func TestChartPushedToOCIRegistryPullsBackByDigest(t *testing.T) {
-	srv := httptest.NewServer(registry.New())
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(srv.Close)
 	host := strings.TrimPrefix(srv.URL, "http://")
 
