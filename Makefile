@@ -56,12 +56,14 @@ fmt: ## Run gofmt on the code.
 	gofmt -l -w $$(git ls-files --cached --others --exclude-standard '*.go' | grep -v '^hack/tools/')
 
 .PHONY: tidy
-tidy: ## Keep go.mod and go.sum tidy.
+tidy: ## Keep go.mod and go.sum tidy (and test/promql's, a module of its own).
 	go mod tidy
+	cd test/promql && go mod tidy
 
 .PHONY: vet
 vet: ## Run go vet.
 	go vet ./...
+	cd test/promql && go vet ./...
 
 .PHONY: verify
 verify: manifests generate tidy fmt vet ## Regenerate everything and fail if the tree changed.
@@ -77,6 +79,10 @@ control-plane: ## Build kube-apiserver, etcd and kubectl into bin/k8s/ (cached).
 .PHONY: test
 test: control-plane ## Run all tests on a real kube-apiserver (envtest).
 	KUBEBUILDER_ASSETS="$(KUBEBUILDER_ASSETS)" go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: test-promql
+test-promql: control-plane ## Parse, unit-test and scrape-check the alerts and the dashboard (test/promql, its own module).
+	cd test/promql && KUBEBUILDER_ASSETS="$(KUBEBUILDER_ASSETS)" go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: bench
 bench: control-plane ## Print the benchmark figures (BENCH_N=2000 by default; BENCH_N=100 for a short run).
@@ -101,7 +107,7 @@ test-reliability-short: ## The short form of make test-reliability that CI runs.
 	$(MAKE) test-reliability RELIABILITY_N=50 RELIABILITY_CLIENTS=50 RELIABILITY_HOSTILE_SECONDS=5 RELIABILITY_FUZZ_SECONDS=5
 
 .PHONY: ci
-ci: verify test bench-short test-reliability-short ## The README's test command: what CI runs.
+ci: verify test test-promql bench-short test-reliability-short ## The README's test command: what CI runs.
 
 ##@ Build
 

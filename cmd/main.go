@@ -16,11 +16,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 	"github.com/k0rdent-ai/instance-operator/controllers"
 	"github.com/k0rdent-ai/instance-operator/internal/api"
+	"github.com/k0rdent-ai/instance-operator/internal/metricsserving"
 	"github.com/k0rdent-ai/instance-operator/internal/provider"
 	"github.com/k0rdent-ai/instance-operator/internal/provider/kubevirt"
 	"github.com/k0rdent-ai/instance-operator/internal/provider/simulated"
@@ -36,15 +36,13 @@ func init() {
 
 func main() {
 	var (
-		metricsAddr       string
 		probeAddr         string
 		pprofAddr         string
 		enableLeaderElec  bool
 		enableControllers bool
 		enableAPI         bool
 	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443",
-		"Address of the Prometheus metrics endpoint; 0 turns it off.")
+	metricsFlags := metricsserving.BindFlags(flag.CommandLine)
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address of the health probes.")
 	flag.StringVar(&pprofAddr, "pprof-bind-address", "0",
 		"Address of Go's pprof endpoints (/debug/pprof/) for profiling; 0 turns them off.")
@@ -98,7 +96,7 @@ func main() {
 		// Nothing reads managedFields; at 10,000 instances they are the
 		// largest part of the cache.
 		Cache:                         cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
-		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
+		Metrics:                       metricsFlags.Options(),
 		HealthProbeBindAddress:        probeAddr,
 		PprofBindAddress:              pprofAddr,
 		LeaderElection:                enableLeaderElec,

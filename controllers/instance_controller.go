@@ -66,6 +66,7 @@ func (r *InstanceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		r.Clock = clock.RealClock{}
 	}
 	r.Options = r.Options.withDefaults()
+	instances.use(mgr.GetCache(), mgr.Elected())
 	r.backoff = newJitteredBackoff(r.Options.RetryBaseDelay, r.Options.RetryMaxDelay)
 	deletion := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 		return e.ObjectOld.GetDeletionTimestamp().IsZero() != e.ObjectNew.GetDeletionTimestamp().IsZero()
@@ -119,7 +120,6 @@ func (r *InstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 	inst := &computev1alpha1.Instance{}
 	if err := r.Client.Get(ctx, req.NamespacedName, inst); err != nil {
 		if apierrors.IsNotFound(err) {
-			countStatus(req.NamespacedName, "")
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("failed to get the instance: %w", err)
@@ -524,7 +524,6 @@ func (r *InstanceReconciler) callProvider(ctx context.Context, operation string,
 func (r *InstanceReconciler) finish(ctx context.Context, p *pass, err error) (ctrl.Result, error) {
 	key := client.ObjectKeyFromObject(p.inst)
 	if p.gone {
-		countStatus(key, "")
 		return ctrl.Result{}, err
 	}
 	opts := r.Options.withDefaults()
@@ -570,7 +569,6 @@ func (r *InstanceReconciler) finish(ctx context.Context, p *pass, err error) (ct
 		}
 		ctrl.LoggerFrom(ctx).Error(werr, "failed to write the status")
 	}
-	countStatus(key, p.inst.Status.Lifecycle.Status)
 	if err != nil || paused || p.stalledReason == computev1alpha1.ReasonMachineLostReported {
 		return ctrl.Result{}, err
 	}

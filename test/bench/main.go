@@ -109,6 +109,8 @@ func run() error {
 		Log: load.PrefixWriter{Prefix: "stack | "},
 		ManagerArgs: []string{
 			fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort),
+			// The bench scrapes the manager's own write count over plain HTTP.
+			"--metrics-secure=false",
 			fmt.Sprintf("--pprof-bind-address=127.0.0.1:%d", pprofPort),
 			fmt.Sprintf("--concurrency=%d", s.Concurrency),
 			"--sim-latency-allocate=0", "--sim-latency-boot=0", "--sim-latency-stop=0",
