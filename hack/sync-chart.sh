@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Copies the parts of config/ that the Helm chart serves as they are (the CRD,
 # the RBAC rules, the API's ClusterRoles, the admission policy, the KubeVirt
-# catalog) under charts/instance-operator/files/config/, at the same paths.
+# catalog, the ServiceMonitor, the alerts and the dashboard) under charts/instance-operator/files/config/, at the same paths.
 # config/ stays the one source of truth: `make manifests` runs this, `make
 # verify` fails when the copies are stale, and test/install fails when the
 # chart's templated objects drift from kustomize's rendering of config/.
@@ -13,12 +13,17 @@ files=(
   crd/bases/compute.k0rdent.ai_instances.yaml
   rbac/role.yaml
   rbac/leader_election_role.yaml
+  rbac/metrics_auth_role.yaml
+  rbac/metrics_reader_role.yaml
   rbac/api/compute_viewer_role.yaml
   rbac/api/compute_deployer_role.yaml
   rbac/api/compute_admin_role.yaml
   admission/instance_finalizer_policy.yaml
   kubevirt/component/role.yaml
   kubevirt/component/catalog.yaml
+  prometheus/monitor.yaml
+  prometheus/prometheusrule.yaml
+  grafana/instance-operator.json
 )
 rm -rf "$dest"
 for f in "${files[@]}"; do

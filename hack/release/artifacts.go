@@ -117,7 +117,7 @@ func runK0rdent(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := release.WriteK0rdent(*out, release.K0rdentOptions{
+	if err := release.WriteK0rdent(".", *out, release.K0rdentOptions{
 		ChartRepository: *repo,
 		ChartVersion:    release.ChartVersion(info),
 		KubeConstraint:  constraint,

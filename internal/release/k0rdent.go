@@ -1,6 +1,7 @@
 package release
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -85,10 +86,23 @@ func K0rdentObjects(o K0rdentOptions) []unstructured.Unstructured {
 	return []unstructured.Unstructured{repo, template, service}
 }
 
-// WriteK0rdent writes K0rdentObjects into dir, one file each.
-func WriteK0rdent(dir string, o K0rdentOptions) error {
+// WriteK0rdent writes K0rdentObjects into dir, one file each, and beside
+// them config/k0rdent-health of the module at root: the health rule with
+// which k0rdent's service state reports Instances.
+func WriteK0rdent(root, dir string, o K0rdentOptions) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
+	}
+	health, err := Kustomize(filepath.Join(root, "config", "k0rdent-health"))
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	if err := EncodeObjects(&buf, health); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "health-rules.yaml"), buf.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("failed to write health-rules.yaml: %w", err)
 	}
 	files := []string{"helmrepository.yaml", "servicetemplate.yaml", "multiclusterservice.yaml"}
 	for i, obj := range K0rdentObjects(o) {

@@ -14,6 +14,11 @@ func TestChartLintsStrictForEachProvider(t *testing.T) {
 	for name, vals := range map[string]map[string]any{
 		"defaults": nil,
 		"kubevirt": {"provider": "kubevirt"},
+		"Prometheus and Grafana objects": {
+			"serviceMonitor":   map[string]any{"enabled": true},
+			"prometheusRule":   map[string]any{"enabled": true},
+			"grafanaDashboard": map[string]any{"enabled": true},
+		},
 		"two replicas, pinned digest, network policy, no admission policy": {
 			"replicas":        2,
 			"image":           map[string]any{"digest": "sha256:" + strings.Repeat("a", 64)},

@@ -150,6 +150,18 @@ func TestChartKubevirtValuesMatchConfigKubevirt(t *testing.T) {
 	assertSameObjects(t, renderChart(t, map[string]any{"provider": "kubevirt"}), kustomize(t, "kubevirt"))
 }
 
+// With the Prometheus and Grafana objects on, the chart adds what
+// config/prometheus and config/grafana hold, and nothing else.
+func TestChartMonitoringValuesMatchConfigPrometheusAndGrafana(t *testing.T) {
+	chart := renderChart(t, map[string]any{
+		"serviceMonitor":   map[string]any{"enabled": true},
+		"prometheusRule":   map[string]any{"enabled": true},
+		"grafanaDashboard": map[string]any{"enabled": true},
+	})
+	config := append(append(kustomize(t, "default"), kustomize(t, "prometheus")...), kustomize(t, "grafana")...)
+	assertSameObjects(t, chart, config)
+}
+
 // The drift check is live: an object changed on one side only is reported.
 func TestDriftCheckCatchesAChangedRule(t *testing.T) {
 	chart := renderChart(t, nil)

@@ -20,8 +20,9 @@ func k0rdentOptions() release.K0rdentOptions {
 	}
 }
 
-// dist/k0rdent's HelmRepository, ServiceTemplate and MultiClusterService are
-// accepted by the schemas of k0rdent's and Flux's CRDs (testdata/k0rdent), and
+// dist/k0rdent's HelmRepository, ServiceTemplate, MultiClusterService and
+// Instance health rule (config/k0rdent-health) are
+// accepted by kube-apiserver and the schemas of k0rdent's and Flux's CRDs (testdata/k0rdent), and
 // the schemas are live: a ServiceTemplate naming both a chartSpec and a
 // chartRef, and a service with no template, are refused with k0rdent's messages.
 func TestK0rdentManifestsValidateAgainstK0rdentCRDs(t *testing.T) {
@@ -33,7 +34,7 @@ func TestK0rdentManifestsValidateAgainstK0rdentCRDs(t *testing.T) {
 	kubectl(t, e, "", "create", "namespace", "kcm-system")
 
 	dir := t.TempDir()
-	must(t, release.WriteK0rdent(dir, k0rdentOptions()), "write the k0rdent manifests")
+	must(t, release.WriteK0rdent(root(t), dir, k0rdentOptions()), "write the k0rdent manifests")
 	kubectl(t, e, "", "apply", "--server-side", "-f", dir)
 	out := kubectl(t, e, "", "get", "-n", "kcm-system", "servicetemplates", "-o",
 		"jsonpath={.items[0].spec.helm.chartSpec.sourceRef.name} {.items[0].spec.k8sConstraint}")
@@ -41,6 +42,10 @@ func TestK0rdentManifestsValidateAgainstK0rdentCRDs(t *testing.T) {
 		t.Fatalf("the stored ServiceTemplate says %q", out)
 	}
 	kubectl(t, e, "", "get", "multiclusterservice/instance-operator")
+	labels := kubectl(t, e, "", "get", "-n", "kcm-system", "configmap/instance-operator-health-rules", "-o", "jsonpath={.metadata.labels}")
+	if !strings.Contains(labels, `"k0rdent.mirantis.com/health-rule-target":"global"`) {
+		t.Fatalf("the health-rule ConfigMap has labels %s", labels)
+	}
 
 	objs := release.K0rdentObjects(k0rdentOptions())
 	both := objs[1].DeepCopy()

@@ -2,12 +2,14 @@
 The prefix of every namespaced and cluster-scoped name the operator owns.
 Released as "instance-operator" it is "instance-operator", as config/'s
 namePrefix; the API's ClusterRoles (compute.*) keep their product names.
+At most 28 characters, so that the longest name made from it, the metrics
+Service's, stays within a DNS label's 63.
 */}}
 {{- define "instance-operator.fullname" -}}
 {{- if contains .Chart.Name .Release.Name -}}
-{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- .Release.Name | trunc 28 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 40 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 28 | trimSuffix "-" -}}
 {{- end -}}
 {{- end -}}
 
