@@ -23,7 +23,7 @@ VERSION ?=
 RELEASE_VERSION_FLAGS = $(if $(VERSION),--version=$(VERSION))
 # The one definition of the version stamp is internal/release's: this asks it
 # (git's commit and date; SOURCE_DATE_EPOCH overrides the date).
-LDFLAGS = $(shell $(RELEASE) ldflags $(RELEASE_VERSION_FLAGS))
+VERSION_LDFLAGS = $(shell $(RELEASE) ldflags $(RELEASE_VERSION_FLAGS))
 PLATFORMS ?= linux/amd64,linux/arm64
 IMAGE_LAYOUT ?= dist/image
 # Where a release's image and chart are pushed, and what install.yaml and
@@ -113,7 +113,7 @@ ci: verify test test-promql bench-short test-reliability-short ## The README's t
 
 .PHONY: build
 build: release-tool ## Build the manager binary, stamped with the version (manager --version).
-	go build -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/manager ./cmd
+	go build -ldflags "$(VERSION_LDFLAGS)" -o $(LOCALBIN)/manager ./cmd
 
 .PHONY: image
 image: release-tool ## Build the manager image for PLATFORMS as an OCI layout in dist/image (no Docker) and print its digest.

@@ -85,6 +85,7 @@ func main() {
 
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	setupLog := ctrl.Log.WithName("setup")
+	setupLog.Info("starting instance-operator", "version", version.Version, "commit", version.Commit, "date", version.Date)
 
 	restConfig := ctrl.GetConfigOrDie()
 	restConfig.QPS, restConfig.Burst = float32(kubeAPIQPS), kubeAPIBurst

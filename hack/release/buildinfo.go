@@ -21,9 +21,13 @@ func (f *buildInfoFlags) bind(fs *flag.FlagSet) {
 }
 
 func (f *buildInfoFlags) resolve(ctx context.Context) (release.BuildInfo, error) {
-	info, err := release.BuildInfoFromGit(ctx, ".")
-	if err != nil {
-		return release.BuildInfo{}, err
+	var info release.BuildInfo
+	var err error
+	// All three given, git is not needed: a build from a source tarball.
+	if f.version == "" || f.commit == "" || f.date == "" {
+		if info, err = release.BuildInfoFromGit(ctx, "."); err != nil {
+			return release.BuildInfo{}, err
+		}
 	}
 	if f.version != "" {
 		info.Version = f.version

@@ -120,7 +120,7 @@ func BuildIndex(ctx context.Context, opts ImageOptions) (v1.ImageIndex, error) {
 }
 
 func platformFileName(p v1.Platform) string {
-	return strings.Join(strings.Fields(strings.NewReplacer("/", " ").Replace(p.String())), "-")
+	return strings.ReplaceAll(p.String(), "/", "-")
 }
 
 // BuildManager builds the manager for one platform into out: static
