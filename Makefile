@@ -107,7 +107,7 @@ test-reliability-short: ## The short form of make test-reliability that CI runs.
 	$(MAKE) test-reliability RELIABILITY_N=50 RELIABILITY_CLIENTS=50 RELIABILITY_HOSTILE_SECONDS=5 RELIABILITY_FUZZ_SECONDS=5
 
 .PHONY: ci
-ci: verify test test-promql bench-short test-reliability-short ## The README's test command: what CI runs.
+ci: verify release test test-promql bench-short test-reliability-short ## The README's test command: what CI runs.
 
 ##@ Build
 
@@ -134,6 +134,7 @@ release: image ## Write dist/: the image layout, install.yaml (image pinned by d
 	$(RELEASE) install-yaml --layout $(IMAGE_LAYOUT) --image $(IMAGE_REPO) --out dist/install.yaml $(RELEASE_VERSION_FLAGS)
 	$(RELEASE) chart --out dist $(RELEASE_VERSION_FLAGS)
 	$(RELEASE) k0rdent --chart-repo $(CHART_REPO) --out dist/k0rdent $(RELEASE_VERSION_FLAGS)
+	@ls -d dist/image/index.json dist/install.yaml dist/instance-operator-*.tgz dist/k0rdent/servicetemplate.yaml
 
 .PHONY: release-push
 release-push: release-tool ## Push the release of make release: the image to IMAGE_REPO (tagged with the version) and the chart to CHART_REPO.
