@@ -57,11 +57,7 @@ func (r *InstanceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 		r.Recorder = recorder
 	}
-	if r.Clock == nil {
-		r.Clock = clock.RealClock{}
-	}
-	r.Options = r.Options.withDefaults()
-	r.backoff = newJitteredBackoff(r.Options.RetryBaseDelay, r.Options.RetryMaxDelay)
+	r.applyDefaults()
 	deletion := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
 		return e.ObjectOld.GetDeletionTimestamp().IsZero() != e.ObjectNew.GetDeletionTimestamp().IsZero()
 	}}
@@ -78,6 +74,17 @@ func (r *InstanceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}
 	}
 	return b.Complete(r)
+}
+
+// applyDefaults fills in once what the reconciler was not given, so that the
+// code of a pass reads r.Options and r.Clock as they are. SetupWithManager
+// calls it; a reconciler built without a manager (the step tests) must too.
+func (r *InstanceReconciler) applyDefaults() {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	r.Options = r.Options.withDefaults()
+	r.backoff = newJitteredBackoff(r.Options.RetryBaseDelay, r.Options.RetryMaxDelay)
 }
 
 // instanceOf turns a provider's mapping of its objects into reconcile requests.
@@ -119,7 +126,7 @@ func (r *InstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 		}
 		return ctrl.Result{}, fmt.Errorf("failed to get the instance: %w", err)
 	}
-	p := &pass{inst: inst, written: inst.DeepCopy(), now: r.clock().Now()}
+	p := &pass{inst: inst, written: inst.DeepCopy(), now: r.Clock.Now()}
 	defer func() { res, err = r.finish(ctx, p, err) }()
 
 	if inst.IsPaused() {
@@ -132,7 +139,7 @@ func (r *InstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 	if err := r.ensureFinalizer(ctx, p); err != nil {
 		return ctrl.Result{}, err
 	}
-	describe(p)
+	fillStatusFromSpec(p)
 	for _, step := range []func(context.Context, *pass) error{
 		r.ensureMachine,
 		r.drivePower,
@@ -143,13 +150,6 @@ func (r *InstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 		}
 	}
 	return ctrl.Result{}, nil
-}
-
-func (r *InstanceReconciler) clock() clock.Clock {
-	if r.Clock == nil {
-		return clock.RealClock{}
-	}
-	return r.Clock
 }
 
 // pausedNote ends the status message of a paused instance.
@@ -189,7 +189,7 @@ func (r *InstanceReconciler) ensureFinalizer(ctx context.Context, p *pass) error
 
 // callProvider runs one provider call under the call timeout and records its metrics.
 func (r *InstanceReconciler) callProvider(ctx context.Context, operation string, call func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, r.Options.withDefaults().CallTimeout)
+	ctx, cancel := context.WithTimeout(ctx, r.Options.CallTimeout)
 	defer cancel()
 	started := time.Now()
 	err := call(ctx)

@@ -14,8 +14,8 @@ import (
 	"github.com/k0rdent-ai/instance-operator/internal/provider"
 )
 
-// describe fills the status fields that come from the spec alone.
-func describe(p *pass) {
+// fillStatusFromSpec fills the status fields that come from the spec alone.
+func fillStatusFromSpec(p *pass) {
 	st, spec := &p.inst.Status, &p.inst.Spec
 	st.InstanceTypeName = computev1alpha1.TypeName(spec.Type)
 	st.Zone = computev1alpha1.ZoneOf(spec.Type)
@@ -49,7 +49,7 @@ func (r *InstanceReconciler) ensureMachine(ctx context.Context, p *pass) error {
 	m, err := r.observe(ctx, p)
 	switch {
 	case err == nil:
-		r.see(p, m)
+		r.recordMachine(p, m)
 		return nil
 	case !errors.Is(err, provider.ErrNotFound):
 		return err
@@ -100,7 +100,7 @@ func (r *InstanceReconciler) create(ctx context.Context, p *pass, token, why str
 		return fmt.Errorf("failed to create the machine: %w", err)
 	}
 	r.event(p, "Normal", "MachineCreated", "Create", "created machine %s at provider %s", m.ID, r.Provider.Name())
-	r.see(p, m)
+	r.recordMachine(p, m)
 	return nil
 }
 
@@ -117,8 +117,8 @@ func (r *InstanceReconciler) observe(ctx context.Context, p *pass) (*provider.Ma
 	return m, err
 }
 
-// see records what the provider reports of the machine in status.
-func (r *InstanceReconciler) see(p *pass, m *provider.Machine) {
+// recordMachine records what the provider reports of the machine in status.
+func (r *InstanceReconciler) recordMachine(p *pass, m *provider.Machine) {
 	p.machine = m
 	st := &p.inst.Status
 	st.Machine.Provider, st.Machine.ID = r.Provider.Name(), m.ID
@@ -159,8 +159,8 @@ func lifecycleOf(phase provider.Phase, deleting bool) computev1alpha1.LifecycleS
 	}
 }
 
-// target is the lifecycle status that spec.powerState asks for.
-func target(ps computev1alpha1.PowerState) computev1alpha1.LifecycleStatus {
+// wantedLifecycle is the lifecycle status that spec.powerState asks for.
+func wantedLifecycle(ps computev1alpha1.PowerState) computev1alpha1.LifecycleStatus {
 	switch ps {
 	case computev1alpha1.PowerStateStopped:
 		return computev1alpha1.LifecycleTerminated
@@ -199,14 +199,16 @@ func powerAction(ps computev1alpha1.PowerState, phase provider.Phase) provider.P
 	return ""
 }
 
-// maxActionsPerPass bounds the act-and-observe loop of one pass; with
-// instant steps a pass can chain start and suspend, or stop and delete.
+// maxActionsPerPass is how many provider actions (power changes, Delete) one
+// pass may take, each followed by an observation; with instant steps a pass
+// can chain start and suspend, or stop and delete. Past it, the pass ends and
+// the requeue carries on, so a provider that never settles cannot hold a worker.
 const maxActionsPerPass = 3
 
 // drivePower moves the machine towards spec.powerState, observing it again
 // after each action so that status tells the truth.
 func (r *InstanceReconciler) drivePower(ctx context.Context, p *pass) error {
-	for i := 0; p.machine != nil && i < maxActionsPerPass; i++ {
+	for actions := 0; p.machine != nil && actions < maxActionsPerPass; actions++ {
 		action := powerAction(p.inst.Spec.PowerState, p.machine.Phase)
 		if action == "" {
 			return nil
@@ -218,22 +220,24 @@ func (r *InstanceReconciler) drivePower(ctx context.Context, p *pass) error {
 	return nil
 }
 
+// setPower asks the provider for a power action and observes the machine after it.
 func (r *InstanceReconciler) setPower(ctx context.Context, p *pass, action provider.PowerAction) error {
 	err := r.callProvider(ctx, string(action), func(ctx context.Context) error {
 		return r.Provider.SetPower(ctx, p.inst, action)
 	})
 	if err != nil {
-		return fmt.Errorf("failed to %s the machine: %w", verb(action), err)
+		return fmt.Errorf("failed to %s the machine: %w", actionVerb(action), err)
 	}
 	m, err := r.observe(ctx, p)
 	if err != nil {
 		return err
 	}
-	r.see(p, m)
+	r.recordMachine(p, m)
 	return nil
 }
 
-func verb(a provider.PowerAction) string {
+// actionVerb is the verb of an error message about action a.
+func actionVerb(a provider.PowerAction) string {
 	switch a {
 	case provider.PowerStart:
 		return "start"
@@ -266,7 +270,8 @@ func (r *InstanceReconciler) pushMetadata(ctx context.Context, p *pass) error {
 }
 
 // reconcileDelete stops and deletes the machine (policy Delete) or leaves it
-// (policy Orphan), then removes the finalizer.
+// (policy Orphan), then removes the finalizer. Each action is followed by an
+// observation, up to maxActionsPerPass actions, as in drivePower.
 func (r *InstanceReconciler) reconcileDelete(ctx context.Context, p *pass) error {
 	if !controllerutil.ContainsFinalizer(p.inst, computev1alpha1.Finalizer) {
 		p.gone = true
@@ -288,7 +293,7 @@ func (r *InstanceReconciler) reconcileDelete(ctx context.Context, p *pass) error
 	if ref.ID == "" && ref.CreateToken == "" {
 		return r.removeFinalizer(ctx, p)
 	}
-	for i := 0; i <= maxActionsPerPass; i++ {
+	for actions := 0; ; actions++ {
 		m, err := r.observe(ctx, p)
 		if errors.Is(err, provider.ErrNotFound) {
 			if ref.ID != "" {
@@ -299,7 +304,10 @@ func (r *InstanceReconciler) reconcileDelete(ctx context.Context, p *pass) error
 		if err != nil {
 			return err
 		}
-		r.see(p, m)
+		r.recordMachine(p, m)
+		if actions == maxActionsPerPass {
+			return nil // the requeue carries on
+		}
 		switch m.Phase {
 		case provider.PhaseStopping, provider.PhaseSuspending, provider.PhaseDeleting:
 			return nil // under way; look again later
@@ -317,9 +325,9 @@ func (r *InstanceReconciler) reconcileDelete(ctx context.Context, p *pass) error
 			}
 		}
 	}
-	return nil
 }
 
+// removeFinalizer lets the instance go; it may be gone once this returns.
 func (r *InstanceReconciler) removeFinalizer(ctx context.Context, p *pass) error {
 	base := p.inst.DeepCopy()
 	controllerutil.RemoveFinalizer(p.inst, computev1alpha1.Finalizer)

@@ -27,7 +27,6 @@ func (r *InstanceReconciler) finish(ctx context.Context, p *pass, err error) (ct
 		countStatus(key, "")
 		return ctrl.Result{}, err
 	}
-	opts := r.Options.withDefaults()
 	paused := p.inst.IsPaused()
 	perm, permanent := provider.AsPermanent(err)
 	switch {
@@ -46,13 +45,13 @@ func (r *InstanceReconciler) finish(ctx context.Context, p *pass, err error) (ct
 		// Back off from a cloud that is down, not from a flaky one: a pass
 		// that moved the instance on before a call failed starts the
 		// backoff afresh, so the retry comes soon.
-		if r.backoff != nil && progressed(p) {
+		if progressed(p) {
 			r.backoff.Forget(reconcile.Request{NamespacedName: key})
 		}
 	}
 	if !paused {
 		r.setCondition(p, computev1alpha1.ConditionPaused, false, computev1alpha1.ReasonNotPaused, "the instance is reconciled")
-		r.judge(p, err, opts)
+		r.setReadyReconcilingStalled(p, err)
 	}
 	if err == nil || permanent {
 		if p.inst.Status.ObservedGeneration != p.inst.Generation && !paused {
@@ -76,7 +75,7 @@ func (r *InstanceReconciler) finish(ctx context.Context, p *pass, err error) (ct
 	}
 	after := p.requeueAfter
 	if after <= 0 {
-		after = wait.Jitter(opts.ResyncPeriod, 0.2)
+		after = wait.Jitter(r.Options.ResyncPeriod, 0.2)
 	}
 	return ctrl.Result{RequeueAfter: after}, nil
 }
@@ -88,13 +87,14 @@ func progressed(p *pass) bool {
 	return before.Machine.ID != now.Machine.ID || before.Lifecycle.Status != now.Lifecycle.Status
 }
 
-// judge sets Ready, Reconciling and Stalled from the lifecycle, the error and
-// the deadline, and picks when to look again.
-func (r *InstanceReconciler) judge(p *pass, err error, opts Options) {
+// setReadyReconcilingStalled sets the three kstatus conditions from the
+// lifecycle, the error and the provisioning deadline, and, short of the power
+// state, picks when to look again.
+func (r *InstanceReconciler) setReadyReconcilingStalled(p *pass, err error) {
 	inst := &p.inst.Status
 	status, message := inst.Lifecycle.Status, inst.Lifecycle.StatusMessage
 	deleting := !p.inst.DeletionTimestamp.IsZero()
-	want := target(p.inst.Spec.PowerState)
+	want := wantedLifecycle(p.inst.Spec.PowerState)
 	ready := !deleting && p.machine != nil && status == want
 	readyReason := map[computev1alpha1.LifecycleStatus]string{
 		computev1alpha1.LifecycleRunning:    computev1alpha1.ReasonRunning,
@@ -121,17 +121,17 @@ func (r *InstanceReconciler) judge(p *pass, err error, opts Options) {
 		return
 	}
 	// Short of the power state: poll the machine in transit, unless stalled.
-	p.requeueAfter = opts.PollInterval
+	p.requeueAfter = r.Options.PollInterval
 	if p.machine != nil && p.machine.NextChangeIn > 0 {
-		p.requeueAfter = min(p.machine.NextChangeIn+10*time.Millisecond, opts.PollInterval)
+		p.requeueAfter = min(p.machine.NextChangeIn+10*time.Millisecond, r.Options.PollInterval)
 	}
 	p.requeueAfter = wait.Jitter(p.requeueAfter, 0.1)
-	if p.stalledReason == "" && opts.ProvisioningDeadline > 0 && !deleting {
+	if p.stalledReason == "" && r.Options.ProvisioningDeadline > 0 && !deleting {
 		if since := meta.FindStatusCondition(inst.Conditions, computev1alpha1.ConditionReady); since != nil &&
-			p.now.Sub(since.LastTransitionTime.Time) > opts.ProvisioningDeadline {
+			p.now.Sub(since.LastTransitionTime.Time) > r.Options.ProvisioningDeadline {
 			p.stalledReason = computev1alpha1.ReasonProvisioningDeadlineExceeded
 			p.stalledMessage = fmt.Sprintf("the instance has not reached %s within the provisioning deadline of %s: %s",
-				want, opts.ProvisioningDeadline, message)
+				want, r.Options.ProvisioningDeadline, message)
 		}
 	}
 	if p.stalledReason != "" {
@@ -194,7 +194,8 @@ func (r *InstanceReconciler) setCondition(p *pass, condType string, status bool,
 }
 
 // setLifecycle sets the lifecycle; a change of status is recorded in the
-// history, updatedAt, the transition metrics and, where a user cares, an event.
+// history, updatedAt and the transition metrics. It emits no event: announce
+// does, when status is written, for the changes a user cares about.
 func setLifecycle(p *pass, status computev1alpha1.LifecycleStatus, message string) {
 	lc := &p.inst.Status.Lifecycle
 	from := lc.Status
