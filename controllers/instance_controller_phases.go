@@ -26,9 +26,8 @@ func fillStatusFromSpec(p *pass) {
 		}
 		st.GPUSummary += fmt.Sprintf("%dx %s", g.Count, computev1alpha1.TypeName(g.Type))
 	}
-	if spec.Hostname != "" {
-		st.Hostname = spec.Hostname
-	}
+	// A provider that names the machine otherwise says so in recordMachine.
+	st.Hostname = p.inst.EffectiveHostname()
 }
 
 // ensureMachine observes the instance's machine, creating it (or a

@@ -350,13 +350,10 @@ func (c *Cloud) newMachine(inst *computev1alpha1.Instance, token string, now tim
 	m := &machine{
 		ID: id, Token: token, Namespace: inst.Namespace, Name: inst.Name, UID: string(inst.UID),
 		Type: typeName, Zone: computev1alpha1.ZoneOf(inst.Spec.Type), GPUs: gpus,
-		Hostname: inst.Spec.Hostname,
+		Hostname: inst.EffectiveHostname(),
 		Metadata: append([]computev1alpha1.MetadataItem(nil), inst.Spec.InstanceMetadata...),
 		Phase:    provider.PhaseProvisioning, CreatedAt: now,
 		Then: []step{{provider.PhaseStaging, c.cfg.Latencies.Boot}, {Phase: provider.PhaseRunning}},
-	}
-	if m.Hostname == "" {
-		m.Hostname = inst.Name
 	}
 	if len(m.GPUs) == 0 {
 		m.GPUs = nil
