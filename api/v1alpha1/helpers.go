@@ -49,12 +49,3 @@ func ZoneOf(uri string) string {
 	}
 	return ""
 }
-
-// RegionOf is the region segment of any /v1/regions/{region}/... URI, or "".
-func RegionOf(uri string) string {
-	parts := strings.Split(strings.TrimPrefix(uri, "/"), "/")
-	if len(parts) >= 3 && parts[0] == "v1" && parts[1] == "regions" {
-		return parts[2]
-	}
-	return ""
-}

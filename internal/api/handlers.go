@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -394,7 +395,7 @@ func (op *operation) readBody(required bool, mediaTypes ...string) ([]byte, erro
 	}
 	ct := r.Header.Get("Content-Type")
 	mt, _, perr := mime.ParseMediaType(ct)
-	if ct == "" || perr != nil || !contains(mediaTypes, mt) {
+	if ct == "" || perr != nil || !slices.Contains(mediaTypes, mt) {
 		return nil, newError(http.StatusUnsupportedMediaType, ReasonUnsupportedMediaType,
 			fmt.Sprintf("Content-Type must be %s", strings.Join(mediaTypes, " or ")), nil)
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -247,7 +248,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	setRouteLabel(r, rt.template())
 	allowed := rt.allowedMethods()
-	if !contains(allowed, r.Method) {
+	if !slices.Contains(allowed, r.Method) {
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
 		writeError(w, newError(http.StatusMethodNotAllowed, ReasonMethodNotAllowed,
 			fmt.Sprintf("method %s is not allowed on %s; allowed: %s", truncate(r.Method, 16), rt.template(), strings.Join(allowed, ", ")), nil))
@@ -273,15 +274,6 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if err := op.run(); err != nil {
 		op.fail(err)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 func remoteHost(r *http.Request) string {
