@@ -176,7 +176,7 @@ func counterValue(t *testing.T, route, method, code string) float64 {
 // TestRateLimit: a principal over its budget gets 429 with Retry-After, others do not.
 func TestRateLimit(t *testing.T) {
 	limited := &Server{
-		opts: srv.opts, mgr: srv.mgr, cache: srv.cache, live: srv.live,
+		opts: srv.opts, mgr: srv.mgr, kubeClient: srv.kubeClient, live: srv.live,
 		authn: srv.authn, authz: srv.authz, base: srv.base,
 		rate: newRateLimiter(0.5, 3),
 	}
@@ -334,7 +334,7 @@ func TestRecover(t *testing.T) {
 // until the test ends, and returns its address.
 func startServer(t *testing.T, opts Options) string {
 	t.Helper()
-	s := &Server{opts: opts, mgr: srv.mgr, cache: srv.cache, live: srv.live, base: srv.base,
+	s := &Server{opts: opts, mgr: srv.mgr, kubeClient: srv.kubeClient, live: srv.live, base: srv.base,
 		rate: newRateLimiter(opts.RateLimit, opts.RateBurst), listening: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

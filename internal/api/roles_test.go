@@ -105,7 +105,7 @@ func TestAccessLog(t *testing.T) {
 		lines = append(lines, args)
 		mu.Unlock()
 	}, funcr.Options{})
-	s := &Server{opts: srv.opts, mgr: srv.mgr, cache: srv.cache, live: srv.live,
+	s := &Server{opts: srv.opts, mgr: srv.mgr, kubeClient: srv.kubeClient, live: srv.live,
 		authn: srv.authn, authz: srv.authz, base: logger, rate: newRateLimiter(1e6, 1e6)}
 	ts := httptest.NewServer(s.Handler())
 	defer ts.Close()
