@@ -32,6 +32,7 @@ func main() {
 }
 
 func run() error {
+	devstack.SetProgramLogger()
 	root, err := controlplane.ModuleRoot()
 	if err != nil {
 		return err
