@@ -71,8 +71,9 @@ func main() {
 	// The simulated cloud keeps its machines on disk by default, so that a
 	// restarted operator neither loses nor duplicates them.
 	simCfg.StateDir = filepath.Join(os.TempDir(), "instance-operator-simulated")
-	simulated.BindFlags(flag.CommandLine, &simCfg)
-	apiOpts := api.BindFlags(flag.CommandLine)
+	simCfg.BindFlags(flag.CommandLine)
+	apiOpts := api.DefaultOptions()
+	apiOpts.BindFlags(flag.CommandLine)
 
 	zapOpts := zap.Options{Development: true}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -130,7 +131,7 @@ func main() {
 		}
 	}
 	if enableAPI {
-		if _, err := api.AddToManager(mgr, *apiOpts); err != nil {
+		if _, err := api.AddToManager(mgr, apiOpts); err != nil {
 			setupLog.Error(err, "failed to set up the REST API")
 			os.Exit(1)
 		}

@@ -3,12 +3,15 @@
 // SUSPENDING, SUSPENDED, REPAIRING) over the provider interface, and reports
 // the lifecycle, conditions and observedGeneration in status.
 //
-// The RBAC the manager needs is declared here, next to the code that uses it.
+// The RBAC the reconciler needs is declared here, as it uses it: it watches
+// instances and patches their finalizer and status; its events go through
+// core/v1 (see events.go), created and patched as they repeat. The finalizers
+// subresource is for the KubeVirt provider, whose VMs block their instance's
+// deletion, which OwnerReferencesPermissionEnforcement allows only to whoever
+// may update it. TestManagerRoleIsEnough runs the reconciler with only this.
 //
-// +kubebuilder:rbac:groups=compute.k0rdent.ai,resources=instances,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=compute.k0rdent.ai,resources=instances/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=compute.k0rdent.ai,resources=instances,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=compute.k0rdent.ai,resources=instances/status,verbs=patch
 // +kubebuilder:rbac:groups=compute.k0rdent.ai,resources=instances/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 package controllers

@@ -95,6 +95,8 @@ type fakeProvider struct {
 	// beforeCreate runs first in Create, to check what was stored before the call.
 	beforeCreate func(*computev1alpha1.Instance)
 	released     bool
+	// stuck makes SetPower and Delete succeed without moving the machine.
+	stuck bool
 }
 
 func newFakeProvider() *fakeProvider {
@@ -144,6 +146,9 @@ func (f *fakeProvider) SetPower(_ context.Context, inst *computev1alpha1.Instanc
 	if err := f.call(string(a)); err != nil {
 		return err
 	}
+	if f.stuck {
+		return nil
+	}
 	m := f.machines[inst.Status.Machine.CreateToken]
 	m.Phase = map[provider.PowerAction]provider.Phase{
 		provider.PowerStart: provider.PhaseRunning, provider.PowerStop: provider.PhaseStopped,
@@ -154,7 +159,7 @@ func (f *fakeProvider) SetPower(_ context.Context, inst *computev1alpha1.Instanc
 }
 
 func (f *fakeProvider) Delete(_ context.Context, inst *computev1alpha1.Instance) error {
-	if err := f.call("Delete"); err != nil {
+	if err := f.call("Delete"); err != nil || f.stuck {
 		return err
 	}
 	delete(f.machines, inst.Status.Machine.CreateToken)
@@ -210,7 +215,8 @@ func newFixture(t *testing.T, inst *computev1alpha1.Instance) *fixture {
 			},
 		}).Build()
 	f.r = &InstanceReconciler{Client: f.c, Provider: f.prov, Clock: f.clock, Recorder: events.NewFakeRecorder(100),
-		Options: Options{PollInterval: time.Second, ResyncPeriod: time.Minute, ProvisioningDeadline: time.Hour}.withDefaults()}
+		Options: Options{PollInterval: time.Second, ResyncPeriod: time.Minute, ProvisioningDeadline: time.Hour}}
+	f.r.applyDefaults()
 	return f
 }
 
@@ -472,6 +478,46 @@ func TestPowerChangesChainInOnePass(t *testing.T) {
 	}
 	if f.prov.called("Update") != 2 {
 		t.Errorf("two spec changes after the first pass should push metadata twice, the create none: %v", f.prov.calls)
+	}
+}
+
+// TestAPassTakesAtMostMaxActionsPerPass: against a machine that accepts every
+// action and never moves, a pass stops after maxActionsPerPass actions, each
+// observed, both when driving the power state and when deleting.
+func TestAPassTakesAtMostMaxActionsPerPass(t *testing.T) {
+	f := newFixture(t, testInstance())
+	if _, err := f.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	f.prov.stuck = true
+	inst := f.get()
+	inst.Spec.PowerState = computev1alpha1.PowerStateStopped
+	inst.Generation = 2
+	if err := f.c.Update(context.Background(), inst); err != nil {
+		t.Fatal(err)
+	}
+	f.prov.calls = nil
+	if _, err := f.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if f.prov.called("Stop") != maxActionsPerPass || f.prov.called("Observe") != maxActionsPerPass+1 {
+		t.Errorf("driving the power state: calls %v, want %d Stops each followed by an Observe", f.prov.calls, maxActionsPerPass)
+	}
+
+	inst = f.get()
+	inst.Spec.PowerState = computev1alpha1.PowerStateRunning
+	if err := f.c.Update(context.Background(), inst); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.c.Delete(context.Background(), inst); err != nil {
+		t.Fatal(err)
+	}
+	f.prov.calls = nil
+	if _, err := f.reconcile(); err != nil {
+		t.Fatal(err)
+	}
+	if f.prov.called("Stop") != maxActionsPerPass || f.prov.called("Observe") != maxActionsPerPass+1 {
+		t.Errorf("deleting: calls %v, want %d Stops each followed by an Observe", f.prov.calls, maxActionsPerPass)
 	}
 }
 

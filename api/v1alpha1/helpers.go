@@ -21,6 +21,17 @@ func (in *Instance) IsPaused() bool {
 	return ok && v != "false"
 }
 
+// EffectiveHostname is the machine's host name: spec.hostname, or, when it is
+// absent, the generated one, which is the instance's name. Every provider, the
+// reconciler and the REST API answer with it, so that status.hostname, the
+// guest's own name and GET's hostname agree.
+func (in *Instance) EffectiveHostname() string {
+	if in.Spec.Hostname != "" {
+		return in.Spec.Hostname
+	}
+	return in.Name
+}
+
 // TypeName is the last path segment of an instance or GPU type URI:
 // "g1-xlarge" for /v1/regions/us-texas-1/zones/us1-a/instance-types/g1-xlarge.
 func TypeName(uri string) string {
@@ -35,15 +46,6 @@ func ZoneOf(uri string) string {
 		if parts[i] == "zones" {
 			return parts[i+1]
 		}
-	}
-	return ""
-}
-
-// RegionOf is the region segment of any /v1/regions/{region}/... URI, or "".
-func RegionOf(uri string) string {
-	parts := strings.Split(strings.TrimPrefix(uri, "/"), "/")
-	if len(parts) >= 3 && parts[0] == "v1" && parts[1] == "regions" {
-		return parts[2]
 	}
 	return ""
 }

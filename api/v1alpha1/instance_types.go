@@ -350,7 +350,8 @@ type InstanceStatus struct {
 	// +optional
 	Machine MachineRef `json:"machine,omitempty"`
 
-	// Hostname is the effective host name: spec.hostname or the generated one.
+	// Hostname is the machine's host name: spec.hostname, or the instance's
+	// name when spec.hostname is absent, unless the provider reports another.
 	// +optional
 	Hostname string `json:"hostname,omitempty"`
 

@@ -11,14 +11,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
-	"github.com/k0rdent-ai/instance-operator/internal/testenv"
+	"github.com/k0rdent-ai/instance-operator/internal/controlplane"
 )
 
 // TestKubectlApplySamples applies config/samples with the built kubectl, as a
 // user would, and checks the instance landed in the namespace of its region
 // and project.
 func TestKubectlApplySamples(t *testing.T) {
-	root, err := testenv.ModuleRoot()
+	root, err := controlplane.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
-	"github.com/k0rdent-ai/instance-operator/internal/testenv"
+	"github.com/k0rdent-ai/instance-operator/internal/controlplane"
 )
 
 const validationNamespace = "validation"
@@ -25,7 +25,7 @@ const validationNamespace = "validation"
 // that each case changes in one place, the way a user edits a manifest.
 func sampleManifest(t *testing.T, name string) *unstructured.Unstructured {
 	t.Helper()
-	root, err := testenv.ModuleRoot()
+	root, err := controlplane.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,8 +15,8 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/k0rdent-ai/instance-operator/internal/controlplane"
 	"github.com/k0rdent-ai/instance-operator/internal/devstack"
-	"github.com/k0rdent-ai/instance-operator/internal/testenv"
 )
 
 type repeated []string
@@ -32,11 +32,12 @@ func main() {
 }
 
 func run() error {
-	root, err := testenv.ModuleRoot()
+	devstack.SetProgramLogger()
+	root, err := controlplane.ModuleRoot()
 	if err != nil {
 		return err
 	}
-	assets, err := testenv.AssetsDir()
+	assets, err := controlplane.AssetsDir()
 	if err != nil {
 		return err
 	}

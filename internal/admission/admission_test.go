@@ -18,6 +18,7 @@ import (
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 	"github.com/k0rdent-ai/instance-operator/internal/admission"
+	"github.com/k0rdent-ai/instance-operator/internal/controlplane"
 	"github.com/k0rdent-ai/instance-operator/internal/testenv"
 )
 
@@ -48,7 +49,7 @@ func TestMain(m *testing.M) {
 
 func install() error {
 	ctx := context.Background()
-	root, err := testenv.ModuleRoot()
+	root, err := controlplane.ModuleRoot()
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/k0rdent-ai/instance-operator/internal/oidcissuer"
 )
 
 // TestServiceAccountRBAC: real service-account tokens (TokenRequest, checked
@@ -120,12 +122,12 @@ func TestOIDC(t *testing.T) {
 		}
 		return c
 	}
-	key1 := issuer.key("key-1")
+	key1 := issuer.Key("key-1")
 	path := instancePath("instance-oidc")
 
 	// The authenticator fetches discovery and JWKS in the background; the
 	// first valid token may be refused until it has them.
-	valid := signRS256(claims(nil), "key-1", key1)
+	valid := oidcissuer.SignRS256(claims(nil), "key-1", key1)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		r := call(t, http.MethodGet, path, valid, nil)
@@ -137,14 +139,14 @@ func TestOIDC(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 		// A refused token is cached as refused: mint a fresh one.
-		valid = signRS256(claims(func(c map[string]any) { c["jti"] = time.Now().String() }), "key-1", key1)
+		valid = oidcissuer.SignRS256(claims(func(c map[string]any) { c["jti"] = time.Now().String() }), "key-1", key1)
 	}
 
 	t.Run("a deployer group creates; the creator is the prefixed user", func(t *testing.T) {
 		if err := bindRole(context.Background(), projectNS, "Group", "oidc:compute-deployers", "compute.deployer"); err != nil {
 			t.Fatal(err)
 		}
-		tok := signRS256(claims(func(c map[string]any) { c["sub"] = "carol"; c["groups"] = []string{"compute-deployers"} }), "key-1", key1)
+		tok := oidcissuer.SignRS256(claims(func(c map[string]any) { c["sub"] = "carol"; c["groups"] = []string{"compute-deployers"} }), "key-1", key1)
 		cleanupInstance(t, "made-by-oidc")
 		r := call(t, http.MethodPost, collectionPath, tok, map[string]any{"id": "made-by-oidc", "type": typeURI})
 		if r.StatusCode != http.StatusCreated {
@@ -159,34 +161,34 @@ func TestOIDC(t *testing.T) {
 		}
 	})
 	t.Run("an issuer cannot assert the cluster's own groups", func(t *testing.T) {
-		tok := signRS256(claims(func(c map[string]any) { c["sub"] = "mallory"; c["groups"] = []string{"system:masters"} }), "key-1", key1)
+		tok := oidcissuer.SignRS256(claims(func(c map[string]any) { c["sub"] = "mallory"; c["groups"] = []string{"system:masters"} }), "key-1", key1)
 		call(t, http.MethodGet, path, tok, nil).envelope(t, http.StatusForbidden, ReasonPermissionDenied)
 	})
 	t.Run("group without a binding is denied", func(t *testing.T) {
-		tok := signRS256(claims(func(c map[string]any) { c["sub"] = "bob"; c["groups"] = []string{"other-team"} }), "key-1", key1)
+		tok := oidcissuer.SignRS256(claims(func(c map[string]any) { c["sub"] = "bob"; c["groups"] = []string{"other-team"} }), "key-1", key1)
 		call(t, http.MethodGet, path, tok, nil).envelope(t, http.StatusForbidden, ReasonPermissionDenied)
 	})
 
-	other, err := newTestIssuer()
+	other, err := oidcissuer.New()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	rogue, err := issuer.addKey("rogue-unpublished")
+	rogue, err := issuer.AddKey("rogue-unpublished")
 	if err != nil {
 		t.Fatal(err)
 	}
-	issuer.removeKey("rogue-unpublished")
+	issuer.RemoveKey("rogue-unpublished")
 
 	for name, tok := range map[string]string{
-		"expired":         signRS256(claims(func(c map[string]any) { c["exp"] = now.Add(-time.Minute).Unix() }), "key-1", key1),
-		"not yet valid":   signRS256(claims(func(c map[string]any) { c["nbf"] = now.Add(time.Hour).Unix() }), "key-1", key1),
-		"wrong audience":  signRS256(claims(func(c map[string]any) { c["aud"] = "someone-else" }), "key-1", key1),
-		"wrong issuer":    signRS256(claims(func(c map[string]any) { c["iss"] = other.URL() }), "key-1", other.key("key-1")),
-		"bad signature":   tamper(signRS256(claims(nil), "key-1", key1)),
-		"unknown key":     signRS256(claims(nil), "rogue-unpublished", rogue),
-		"alg none":        signNone(claims(nil)),
-		"signed by other": signRS256(claims(nil), "key-1", other.key("key-1")),
+		"expired":         oidcissuer.SignRS256(claims(func(c map[string]any) { c["exp"] = now.Add(-time.Minute).Unix() }), "key-1", key1),
+		"not yet valid":   oidcissuer.SignRS256(claims(func(c map[string]any) { c["nbf"] = now.Add(time.Hour).Unix() }), "key-1", key1),
+		"wrong audience":  oidcissuer.SignRS256(claims(func(c map[string]any) { c["aud"] = "someone-else" }), "key-1", key1),
+		"wrong issuer":    oidcissuer.SignRS256(claims(func(c map[string]any) { c["iss"] = other.URL() }), "key-1", other.Key("key-1")),
+		"bad signature":   tamper(oidcissuer.SignRS256(claims(nil), "key-1", key1)),
+		"unknown key":     oidcissuer.SignRS256(claims(nil), "rogue-unpublished", rogue),
+		"alg none":        oidcissuer.SignNone(claims(nil)),
+		"signed by other": oidcissuer.SignRS256(claims(nil), "key-1", other.Key("key-1")),
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := call(t, http.MethodGet, path, tok, nil)
@@ -195,30 +197,26 @@ func TestOIDC(t *testing.T) {
 	}
 
 	t.Run("key rotated out", func(t *testing.T) {
-		key2, err := issuer.addKey("key-2")
+		key2, err := issuer.AddKey("key-2")
 		if err != nil {
 			t.Fatal(err)
 		}
 		// key-2 is new to the verifier: it refetches the JWKS and accepts it.
-		tok2 := signRS256(claims(func(c map[string]any) { c["jti"] = "rotated-in" }), "key-2", key2)
+		tok2 := oidcissuer.SignRS256(claims(func(c map[string]any) { c["jti"] = "rotated-in" }), "key-2", key2)
 		if r := call(t, http.MethodGet, path, tok2, nil); r.StatusCode != http.StatusOK {
 			t.Fatalf("a token of the new key is refused: %d %s", r.StatusCode, r.body)
 		}
-		issuer.removeKey("key-1")
-		t.Cleanup(func() {
-			issuer.mu.Lock()
-			issuer.keys["key-1"] = key1
-			issuer.mu.Unlock()
-		})
+		issuer.RemoveKey("key-1")
+		t.Cleanup(func() { issuer.PublishKey("key-1", key1) })
 		// A token signed by the retired key, never seen before: the verifier's
 		// key set no longer holds key-1 once it refetched, so it is refused.
-		old := signRS256(claims(func(c map[string]any) { c["jti"] = "after-rotation" }), "key-1", key1)
+		old := oidcissuer.SignRS256(claims(func(c map[string]any) { c["jti"] = "after-rotation" }), "key-1", key1)
 		// Force a refetch: a token with a kid the cached set lacks.
-		key3, err := issuer.addKey("key-3")
+		key3, err := issuer.AddKey("key-3")
 		if err != nil {
 			t.Fatal(err)
 		}
-		tok3 := signRS256(claims(func(c map[string]any) { c["jti"] = "key-3" }), "key-3", key3)
+		tok3 := oidcissuer.SignRS256(claims(func(c map[string]any) { c["jti"] = "key-3" }), "key-3", key3)
 		if r := call(t, http.MethodGet, path, tok3, nil); r.StatusCode != http.StatusOK {
 			t.Fatalf("a token of key-3 is refused: %d %s", r.StatusCode, r.body)
 		}

@@ -3,7 +3,6 @@ package api
 import (
 	"encoding/json"
 	"net/http"
-	"strings"
 )
 
 // Domain is the ErrorInfo domain of every error the API returns.
@@ -99,16 +98,4 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	}
 	w.WriteHeader(e.status)
 	_ = json.NewEncoder(w).Encode(e.body())
-}
-
-// upperSnake turns a Kubernetes StatusReason such as "AlreadyExists" into "ALREADY_EXISTS".
-func upperSnake(s string) string {
-	var b strings.Builder
-	for i, r := range s {
-		if r >= 'A' && r <= 'Z' && i > 0 {
-			b.WriteByte('_')
-		}
-		b.WriteRune(r)
-	}
-	return strings.ToUpper(b.String())
 }

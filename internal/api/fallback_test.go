@@ -26,7 +26,7 @@ func (laggingCache) List(context.Context, client.ObjectList, ...client.ListOptio
 // before answering 404.
 func TestLiveReadBeforeNotFound(t *testing.T) {
 	createWithStatus(t, seedInstance("instance-lagging"), runningStatus())
-	s := &Server{opts: srv.opts, mgr: srv.mgr, cache: laggingCache{env.Client}, live: env.Client,
+	s := &Server{opts: srv.opts, mgr: srv.mgr, kubeClient: laggingCache{env.Client}, live: env.Client,
 		authn: srv.authn, authz: srv.authz, base: srv.base, rate: newRateLimiter(1e6, 1e6)}
 	ts := httptest.NewServer(s.Handler())
 	defer ts.Close()

@@ -4,9 +4,16 @@ import (
 	"encoding/json"
 	"net/url"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+)
+
+// The contract's rules as regexps, the oracles of validID and validScope.
+var (
+	idPattern    = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+	scopePattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
 )
 
 // The seed corpora of these targets run in every `go test`; `go test -fuzz

@@ -152,6 +152,39 @@ func TestGetReflectsStatusChanges(t *testing.T) {
 	}
 }
 
+// TestGetHostnameBeforeTheReconciler: before status.hostname is written, GET
+// answers the host name the machine will get: spec.hostname, or the
+// instance's name when absent ("generated when absent" in the contract).
+func TestGetHostnameBeforeTheReconciler(t *testing.T) {
+	named := seedInstance("instance-named")
+	named.Spec.Hostname = "db.example"
+	for _, c := range []struct {
+		in   *computev1alpha1.Instance
+		want string
+	}{
+		{seedInstance("instance-unnamed"), "instance-unnamed"},
+		{named, "db.example"},
+	} {
+		createWithStatus(t, c.in, computev1alpha1.InstanceStatus{})
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r := call(t, http.MethodGet, instancePath(c.in.Name), tokens["viewer"], nil)
+			if r.StatusCode == http.StatusOK {
+				var got Instance
+				r.json(t, &got)
+				if got.Hostname != c.want {
+					t.Errorf("%s: hostname %q, want %q", c.in.Name, got.Hostname, c.want)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the cache never served the instance: %d %s", c.in.Name, r.StatusCode, r.body)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
 func jsonString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)

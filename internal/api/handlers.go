@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -160,7 +161,7 @@ func (op *operation) fetch() (*computev1alpha1.Instance, error) {
 	}
 	key := client.ObjectKey{Namespace: op.ns, Name: op.rt.id}
 	var in computev1alpha1.Instance
-	err := op.s.cache.Get(op.r.Context(), key, &in)
+	err := op.s.kubeClient.Get(op.r.Context(), key, &in)
 	if apierrors.IsNotFound(err) {
 		err = op.s.live.Get(op.r.Context(), key, &in)
 	}
@@ -189,7 +190,7 @@ func (op *operation) list() error {
 	}
 	var list computev1alpha1.InstanceList
 	// Shallow copies of the cache's objects: they are sorted and read, never changed.
-	if err := op.s.cache.List(op.r.Context(), &list, client.InNamespace(op.ns), client.UnsafeDisableDeepCopy); err != nil {
+	if err := op.s.kubeClient.List(op.r.Context(), &list, client.InNamespace(op.ns), client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("failed to list instances: %w", err)
 	}
 	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
@@ -247,7 +248,7 @@ func (op *operation) create() error {
 		in.GenerateName = "instance-"
 	}
 	op.rt.id = req.ID
-	if err := op.s.cache.Create(op.r.Context(), in); err != nil {
+	if err := op.s.kubeClient.Create(op.r.Context(), in); err != nil {
 		return err
 	}
 	op.w.Header().Set("Location", selfLink(op.rt.region, op.rt.project, in.Name))
@@ -334,7 +335,7 @@ func (op *operation) update(change func(*computev1alpha1.Instance)) error {
 			out = &in
 			return nil
 		}
-		if err := op.s.cache.Update(op.r.Context(), &in); err != nil {
+		if err := op.s.kubeClient.Update(op.r.Context(), &in); err != nil {
 			return err
 		}
 		out = &in
@@ -364,7 +365,7 @@ func (op *operation) delete() error {
 		return op.notFound()
 	}
 	in := &computev1alpha1.Instance{ObjectMeta: metav1.ObjectMeta{Namespace: op.ns, Name: op.rt.id}}
-	if err := op.s.cache.Delete(op.r.Context(), in); err != nil {
+	if err := op.s.kubeClient.Delete(op.r.Context(), in); err != nil {
 		return err
 	}
 	op.w.WriteHeader(http.StatusNoContent)
@@ -394,7 +395,7 @@ func (op *operation) readBody(required bool, mediaTypes ...string) ([]byte, erro
 	}
 	ct := r.Header.Get("Content-Type")
 	mt, _, perr := mime.ParseMediaType(ct)
-	if ct == "" || perr != nil || !contains(mediaTypes, mt) {
+	if ct == "" || perr != nil || !slices.Contains(mediaTypes, mt) {
 		return nil, newError(http.StatusUnsupportedMediaType, ReasonUnsupportedMediaType,
 			fmt.Sprintf("Content-Type must be %s", strings.Join(mediaTypes, " or ")), nil)
 	}

@@ -61,16 +61,14 @@ func TestRoutes(t *testing.T) {
 				t.Errorf("%s = %d %q", path, r.StatusCode, r.body)
 			}
 		}
+		// The document is embedded from internal/api/openapi.json at build
+		// time, so what is checked here is the serving: all of it, as JSON.
 		r := call(t, http.MethodGet, "/openapi.json", "", nil)
-		if !bytes.Equal(r.body, OpenAPIDocument) {
-			t.Error("/openapi.json is not the kept document")
+		if r.StatusCode != http.StatusOK || !bytes.Equal(r.body, OpenAPIDocument) {
+			t.Errorf("/openapi.json = %d, %d bytes; want 200 and the embedded document's %d bytes", r.StatusCode, len(r.body), len(OpenAPIDocument))
 		}
-		kept, err := os.ReadFile("openapi.json")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(kept, r.body) {
-			t.Error("the served document differs from internal/api/openapi.json")
+		if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("/openapi.json Content-Type = %q, want application/json", ct)
 		}
 	})
 }
@@ -176,7 +174,7 @@ func counterValue(t *testing.T, route, method, code string) float64 {
 // TestRateLimit: a principal over its budget gets 429 with Retry-After, others do not.
 func TestRateLimit(t *testing.T) {
 	limited := &Server{
-		opts: srv.opts, mgr: srv.mgr, cache: srv.cache, live: srv.live,
+		opts: srv.opts, mgr: srv.mgr, kubeClient: srv.kubeClient, live: srv.live,
 		authn: srv.authn, authz: srv.authz, base: srv.base,
 		rate: newRateLimiter(0.5, 3),
 	}
@@ -334,7 +332,7 @@ func TestRecover(t *testing.T) {
 // until the test ends, and returns its address.
 func startServer(t *testing.T, opts Options) string {
 	t.Helper()
-	s := &Server{opts: opts, mgr: srv.mgr, cache: srv.cache, live: srv.live, base: srv.base,
+	s := &Server{opts: opts, mgr: srv.mgr, kubeClient: srv.kubeClient, live: srv.live, base: srv.base,
 		rate: newRateLimiter(opts.RateLimit, opts.RateBurst), listening: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -31,6 +31,8 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
+	"github.com/k0rdent-ai/instance-operator/internal/controlplane"
+	"github.com/k0rdent-ai/instance-operator/internal/oidcissuer"
 	"github.com/k0rdent-ai/instance-operator/internal/testenv"
 )
 
@@ -41,7 +43,7 @@ var (
 	clientset *kubernetes.Clientset
 	srv       *Server
 	baseURL   string
-	issuer    *testIssuer
+	issuer    *oidcissuer.Issuer
 	spec      *openapi3.T
 )
 
@@ -103,17 +105,17 @@ func setUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	issuer, err = newTestIssuer()
+	issuer, err = oidcissuer.New()
 	if err != nil {
 		return err
 	}
 	caFile := filepath.Join(os.TempDir(), fmt.Sprintf("api-oidc-ca-%d.pem", os.Getpid()))
-	if err := os.WriteFile(caFile, issuer.caPEM, 0o600); err != nil {
+	if err := os.WriteFile(caFile, issuer.CAPEM, 0o600); err != nil {
 		return err
 	}
 
 	// The shipped ClusterRoles, applied with the real kubectl.
-	root, err := testenv.ModuleRoot()
+	root, err := controlplane.ModuleRoot()
 	if err != nil {
 		return err
 	}

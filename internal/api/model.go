@@ -87,7 +87,8 @@ func toAPI(region, project string, in *computev1alpha1.Instance) Instance {
 		CreatedAt: in.CreationTimestamp.UTC().Format(time.RFC3339),
 	}
 	if out.Hostname == "" {
-		out.Hostname = in.Spec.Hostname
+		// The reconciler has not written it yet: answer what it will write.
+		out.Hostname = in.EffectiveHostname()
 	}
 	if out.Lifecycle.Status == "" {
 		// The reconciler has not seen the instance yet: creation has started.

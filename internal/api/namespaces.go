@@ -39,7 +39,7 @@ func (e *errScopeConflict) Error() string {
 func (s *Server) namespaceFor(ctx context.Context, region, project string) (string, error) {
 	var list corev1.NamespaceList
 	// Only the names are read: the cache's objects need no copy.
-	if err := s.cache.List(ctx, &list, client.MatchingFields{namespaceScopeIndex: scopeKey(region, project)}, client.UnsafeDisableDeepCopy); err != nil {
+	if err := s.kubeClient.List(ctx, &list, client.MatchingFields{namespaceScopeIndex: scopeKey(region, project)}, client.UnsafeDisableDeepCopy); err != nil {
 		return "", fmt.Errorf("failed to list namespaces from the cache: %w", err)
 	}
 	if len(list.Items) == 0 {

@@ -74,24 +74,19 @@ func DefaultOptions() Options {
 	}
 }
 
-// BindFlags registers the API's flags on fs and returns the options they fill.
-func BindFlags(fs *flag.FlagSet) *Options {
-	o := DefaultOptions()
-	o.bindFlags(fs)
-	return &o
-}
-
-func (o *Options) bindFlags(fs *flag.FlagSet) {
+// BindFlags binds the API's options to flags named --api-*, with o's values
+// as defaults.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.BindAddress, "api-bind-address", o.BindAddress, "Address the REST API listens on.")
-	fs.StringVar(&o.TLSCertFile, "api-tls-cert-file", "", "Serving certificate of the REST API (PEM); with --api-tls-key-file turns TLS on. Reloaded when it changes.")
-	fs.StringVar(&o.TLSKeyFile, "api-tls-key-file", "", "Private key of --api-tls-cert-file (PEM).")
-	fs.BoolVar(&o.EnableHTTP2, "api-enable-http2", false, "Allow HTTP/2 on the REST API (TLS only).")
-	fs.StringVar(&o.OIDCIssuerURL, "api-oidc-issuer-url", "", "HTTPS URL of the OIDC issuer whose JWTs the API accepts; empty turns OIDC off (as kube-apiserver --oidc-issuer-url).")
-	fs.StringVar(&o.OIDCClientID, "api-oidc-client-id", "", "Audience the OIDC tokens must carry (as --oidc-client-id).")
-	fs.StringVar(&o.OIDCCAFile, "api-oidc-ca-file", "", "CA bundle that signs the OIDC issuer's serving certificate; the host's roots when empty (as --oidc-ca-file).")
+	fs.StringVar(&o.TLSCertFile, "api-tls-cert-file", o.TLSCertFile, "Serving certificate of the REST API (PEM); with --api-tls-key-file turns TLS on. Reloaded when it changes.")
+	fs.StringVar(&o.TLSKeyFile, "api-tls-key-file", o.TLSKeyFile, "Private key of --api-tls-cert-file (PEM).")
+	fs.BoolVar(&o.EnableHTTP2, "api-enable-http2", o.EnableHTTP2, "Allow HTTP/2 on the REST API (TLS only).")
+	fs.StringVar(&o.OIDCIssuerURL, "api-oidc-issuer-url", o.OIDCIssuerURL, "HTTPS URL of the OIDC issuer whose JWTs the API accepts; empty turns OIDC off (as kube-apiserver --oidc-issuer-url).")
+	fs.StringVar(&o.OIDCClientID, "api-oidc-client-id", o.OIDCClientID, "Audience the OIDC tokens must carry (as --oidc-client-id).")
+	fs.StringVar(&o.OIDCCAFile, "api-oidc-ca-file", o.OIDCCAFile, "CA bundle that signs the OIDC issuer's serving certificate; the host's roots when empty (as --oidc-ca-file).")
 	fs.StringVar(&o.OIDCUsernameClaim, "api-oidc-username-claim", o.OIDCUsernameClaim, "JWT claim used as the user name (as --oidc-username-claim).")
 	fs.StringVar(&o.OIDCUsernamePrefix, "api-oidc-username-prefix", o.OIDCUsernamePrefix, "Prefix added to OIDC user names; '-' for none (as --oidc-username-prefix); the default keeps OIDC users apart from the cluster's own.")
-	fs.StringVar(&o.OIDCGroupsClaim, "api-oidc-groups-claim", "", "JWT claim holding the user's groups (as --oidc-groups-claim).")
+	fs.StringVar(&o.OIDCGroupsClaim, "api-oidc-groups-claim", o.OIDCGroupsClaim, "JWT claim holding the user's groups (as --oidc-groups-claim).")
 	fs.StringVar(&o.OIDCGroupsPrefix, "api-oidc-groups-prefix", o.OIDCGroupsPrefix, "Prefix added to OIDC group names (as --oidc-groups-prefix); the default keeps an issuer from asserting the cluster's own groups such as system:masters.")
 	fs.Func("api-oidc-signing-algs", "Comma-separated JOSE algorithms accepted from the issuer (default RS256; as --oidc-signing-algs).", func(s string) error {
 		o.OIDCSigningAlgs = splitComma(s)

@@ -11,7 +11,8 @@ import (
 func TestBindFlags(t *testing.T) {
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	o := BindFlags(fs)
+	o := DefaultOptions()
+	o.BindFlags(fs)
 	if err := fs.Parse([]string{
 		"--api-bind-address=:9000", "--api-oidc-issuer-url=https://issuer.example", "--api-oidc-client-id=compute",
 		"--api-oidc-signing-algs=RS256, ES256", "--api-oidc-username-prefix=-", "--api-rate-limit=5", "--api-read-timeout=7s",

@@ -9,26 +9,20 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 )
 
-var (
-	// idPattern is the contract's id rule; validID is its fast form.
-	idPattern = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
-	// scopePattern is a region or project name: a DNS label; validScope is its fast form.
-	scopePattern = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
-)
-
-// validID reports whether s is a valid id: 1-63 characters of idPattern.
+// validID reports whether s is a valid id, the contract's ^[a-z]([-a-z0-9]*[a-z0-9])?$
+// in 1-63 characters, without a regexp on the request path.
 func validID(s string) bool {
 	return len(s) > 0 && s[0] >= 'a' && s[0] <= 'z' && validLabel(s)
 }
 
-// validScope reports whether s is a valid region or project: 1-63 characters of scopePattern.
+// validScope reports whether s is a valid region or project, a DNS label:
+// ^[a-z0-9]([-a-z0-9]*[a-z0-9])?$ in 1-63 characters.
 func validScope(s string) bool {
 	return len(s) > 0 && validLabel(s)
 }

@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	"github.com/k0rdent-ai/instance-operator/internal/testenv"
+	"github.com/k0rdent-ai/instance-operator/internal/controlplane"
 )
 
 // TestShippedRoles: the ClusterRoles in config/rbac/api, as installed in the
@@ -25,7 +25,7 @@ import (
 // that aggregate them into view, edit and admin (the aggregation itself is
 // kube-controller-manager's, which envtest does not run).
 func TestShippedRoles(t *testing.T) {
-	root, err := testenv.ModuleRoot()
+	root, err := controlplane.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestAccessLog(t *testing.T) {
 		lines = append(lines, args)
 		mu.Unlock()
 	}, funcr.Options{})
-	s := &Server{opts: srv.opts, mgr: srv.mgr, cache: srv.cache, live: srv.live,
+	s := &Server{opts: srv.opts, mgr: srv.mgr, kubeClient: srv.kubeClient, live: srv.live,
 		authn: srv.authn, authz: srv.authz, base: logger, rate: newRateLimiter(1e6, 1e6)}
 	ts := httptest.NewServer(s.Handler())
 	defer ts.Close()

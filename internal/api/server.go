@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,10 +39,12 @@ var OpenAPIDocument []byte
 
 // Server is the REST facade, run by the manager as a Runnable.
 type Server struct {
-	opts  Options
-	mgr   manager.Manager
-	cache client.Client // reads from the informer cache, writes to the API server
-	live  client.Reader // reads from the API server
+	opts Options
+	mgr  manager.Manager
+	// kubeClient is the manager's client: it reads from the informer cache
+	// and writes to the API server.
+	kubeClient client.Client
+	live       client.Reader // reads from the API server
 	// instanceStore is the instance informer's store, read without a copy on
 	// the GET path; nil when the cache does not expose it (then cache reads).
 	instanceStore toolscache.Indexer
@@ -77,13 +80,13 @@ func AddToManager(mgr manager.Manager, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("failed to get the instance informer: %w", err)
 	}
 	s := &Server{
-		opts:      opts,
-		mgr:       mgr,
-		cache:     mgr.GetClient(),
-		live:      mgr.GetAPIReader(),
-		rate:      newRateLimiter(opts.RateLimit, opts.RateBurst),
-		base:      ctrl.Log.WithName("api"),
-		listening: make(chan struct{}),
+		opts:       opts,
+		mgr:        mgr,
+		kubeClient: mgr.GetClient(),
+		live:       mgr.GetAPIReader(),
+		rate:       newRateLimiter(opts.RateLimit, opts.RateBurst),
+		base:       ctrl.Log.WithName("api"),
+		listening:  make(chan struct{}),
 	}
 	if withIndexer, ok := instances.(interface{ GetIndexer() toolscache.Indexer }); ok {
 		s.instanceStore = withIndexer.GetIndexer()
@@ -247,7 +250,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	setRouteLabel(r, rt.template())
 	allowed := rt.allowedMethods()
-	if !contains(allowed, r.Method) {
+	if !slices.Contains(allowed, r.Method) {
 		w.Header().Set("Allow", strings.Join(allowed, ", "))
 		writeError(w, newError(http.StatusMethodNotAllowed, ReasonMethodNotAllowed,
 			fmt.Sprintf("method %s is not allowed on %s; allowed: %s", truncate(r.Method, 16), rt.template(), strings.Join(allowed, ", ")), nil))
@@ -273,15 +276,6 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if err := op.run(); err != nil {
 		op.fail(err)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 func remoteHost(r *http.Request) string {

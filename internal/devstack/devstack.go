@@ -29,7 +29,7 @@ import (
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 	"github.com/k0rdent-ai/instance-operator/internal/admission"
-	"github.com/k0rdent-ai/instance-operator/internal/testenv"
+	"github.com/k0rdent-ai/instance-operator/internal/controlplane"
 )
 
 const (
@@ -139,7 +139,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := s.writeKubeconfig(); err != nil {
 		return nil, err
 	}
-	s.client, err = client.NewWithWatch(cfg, client.Options{Scheme: testenv.Scheme()})
+	s.client, err = client.NewWithWatch(cfg, client.Options{Scheme: controlplane.Scheme()})
 	if err != nil {
 		return nil, fmt.Errorf("failed to create a client: %w", err)
 	}

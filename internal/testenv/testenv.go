@@ -14,12 +14,11 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
-	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
+	"github.com/k0rdent-ai/instance-operator/internal/controlplane"
 )
 
 // Env is a running control plane with the Instance CRD installed.
@@ -34,68 +33,14 @@ type Env struct {
 	kubeconfig string
 }
 
-// Scheme returns a scheme with the Kubernetes built-in types and the Instance API.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := computev1alpha1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
-}
-
-// ModuleRoot is the directory of the operator's go.mod.
-func ModuleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if data, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
-			bytes.HasPrefix(data, []byte("module github.com/k0rdent-ai/instance-operator\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod of github.com/k0rdent-ai/instance-operator above the working directory")
-		}
-		dir = parent
-	}
-}
-
-// AssetsDir is where the control-plane binaries are: $KUBEBUILDER_ASSETS, or
-// bin/k8s/<version pinned in hack/tools/go.mod> under the module root.
-func AssetsDir() (string, error) {
-	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
-		return dir, nil
-	}
-	root, err := ModuleRoot()
-	if err != nil {
-		return "", err
-	}
-	data, err := os.ReadFile(filepath.Join(root, "hack", "tools", "go.mod"))
-	if err != nil {
-		return "", fmt.Errorf("failed to read hack/tools/go.mod: %w", err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) == 2 && fields[0] == "k8s.io/kubernetes" {
-			return filepath.Join(root, "bin", "k8s", fields[1]), nil
-		}
-	}
-	return "", fmt.Errorf("hack/tools/go.mod pins no k8s.io/kubernetes version")
-}
-
 // Start starts a control plane with the CRDs of config/crd/bases installed.
 // Call Stop when done; tests usually do it from TestMain.
 func Start() (*Env, error) {
-	root, err := ModuleRoot()
+	root, err := controlplane.ModuleRoot()
 	if err != nil {
 		return nil, err
 	}
-	assets, err := AssetsDir()
+	assets, err := controlplane.AssetsDir()
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +56,7 @@ func Start() (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to start the control plane: %w", err)
 	}
-	scheme := Scheme()
+	scheme := controlplane.Scheme()
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		_ = env.Stop()
@@ -173,7 +118,7 @@ func (e *Env) Kubectl(t testing.TB, stdin string, args ...string) (stdout, stder
 // `kubectl apply -k` would before applying it.
 func (e *Env) Kustomize(t testing.TB, dir string) []unstructured.Unstructured {
 	t.Helper()
-	root, err := ModuleRoot()
+	root, err := controlplane.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

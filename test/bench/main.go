@@ -70,6 +70,7 @@ func main() {
 }
 
 func run() error {
+	devstack.SetProgramLogger()
 	n := load.EnvInt("BENCH_N", 2000)
 	s := settings{
 		N:            n,

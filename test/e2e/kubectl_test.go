@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/k0rdent-ai/instance-operator/internal/controlplane"
 	"github.com/k0rdent-ai/instance-operator/internal/devstack"
-	"github.com/k0rdent-ai/instance-operator/internal/testenv"
 )
 
 const ns = devstack.SampleNamespace
@@ -19,7 +19,7 @@ func waitFor(t *testing.T, resource, condition string) {
 // TestKubectlLifecycle drives the sample and a new instance with the built
 // kubectl only: apply, wait for Ready, the table, stop and start, delete.
 func TestKubectlLifecycle(t *testing.T) {
-	root, err := testenv.ModuleRoot()
+	root, err := controlplane.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/k0rdent-ai/instance-operator/internal/controlplane"
 	"github.com/k0rdent-ai/instance-operator/internal/devstack"
-	"github.com/k0rdent-ai/instance-operator/internal/testenv"
 	"github.com/k0rdent-ai/instance-operator/test/load"
 )
 
@@ -32,12 +32,12 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
-	root, err := testenv.ModuleRoot()
+	root, err := controlplane.ModuleRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	assets, err := testenv.AssetsDir()
+	assets, err := controlplane.AssetsDir()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

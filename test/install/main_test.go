@@ -12,12 +12,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/k0rdent-ai/instance-operator/internal/controlplane"
 	"github.com/k0rdent-ai/instance-operator/internal/testenv"
 )
 
 func root(t *testing.T) string {
 	t.Helper()
-	dir, err := testenv.ModuleRoot()
+	dir, err := controlplane.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +29,7 @@ func root(t *testing.T) string {
 // as a new cluster is before the operator, and stops them when the test ends.
 func freshControlPlane(t *testing.T) *testenv.Env {
 	t.Helper()
-	assets, err := testenv.AssetsDir()
+	assets, err := controlplane.AssetsDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +41,7 @@ func freshControlPlane(t *testing.T) *testenv.Env {
 	if err != nil {
 		t.Fatalf("failed to start the control plane: %v", err)
 	}
-	scheme := testenv.Scheme()
+	scheme := controlplane.Scheme()
 	c, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)

@@ -20,8 +20,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
+	"github.com/k0rdent-ai/instance-operator/internal/controlplane"
 	"github.com/k0rdent-ai/instance-operator/internal/devstack"
-	"github.com/k0rdent-ai/instance-operator/internal/testenv"
 )
 
 // TypeName is an instance type of the simulated cloud that the programs give
@@ -42,10 +42,10 @@ func EnvInt(name string, def int) int {
 // Locate finds the module root, the control-plane binaries and the manager
 // binary: $managerEnv, or bin/manager under the root.
 func Locate(managerEnv string) (root, assets, manager string, err error) {
-	if root, err = testenv.ModuleRoot(); err != nil {
+	if root, err = controlplane.ModuleRoot(); err != nil {
 		return "", "", "", err
 	}
-	if assets, err = testenv.AssetsDir(); err != nil {
+	if assets, err = controlplane.AssetsDir(); err != nil {
 		return "", "", "", err
 	}
 	if manager = os.Getenv(managerEnv); manager == "" {
@@ -82,7 +82,7 @@ func (w PrefixWriter) Write(p []byte) (int, error) {
 func Client(stack *devstack.Stack) (client.WithWatch, error) {
 	cfg := *stack.Config
 	cfg.QPS, cfg.Burst = -1, 0
-	return client.NewWithWatch(&cfg, client.Options{Scheme: testenv.Scheme()})
+	return client.NewWithWatch(&cfg, client.Options{Scheme: controlplane.Scheme()})
 }
 
 // EnsureProjectNamespace creates the namespace of project name in region us-texas-1.

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/k0rdent-ai/instance-operator/internal/devstack"
+	"github.com/k0rdent-ai/instance-operator/internal/oidcissuer"
 	"github.com/k0rdent-ai/instance-operator/test/load"
 )
 
@@ -35,7 +38,13 @@ type attack struct {
 	ctype   string
 	body    []byte
 	goodKey bool // auth is replaced with the valid token
+	// want is the one status the attack must be answered with; 0 takes any
+	// 4xx in the error envelope.
+	want int
 }
+
+// oidcClientID is the audience the run's API expects of OIDC tokens.
+const oidcClientID = "instance-api"
 
 func jwt(header, claims map[string]any, sign func([]byte) []byte) string {
 	enc := func(v any) string {
@@ -50,7 +59,10 @@ func jwt(header, claims map[string]any, sign func([]byte) []byte) string {
 	return unsigned + "." + sig
 }
 
-func attacks() ([]attack, error) {
+// attacks are the hostile requests. The JWTs of the trusted issuer differ from
+// the control, which authenticates (403: its user has no role), in one claim
+// each, so a 401 says the API checked that claim and nothing else.
+func attacks(issuer *oidcissuer.Issuer) ([]attack, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
@@ -64,13 +76,19 @@ func attacks() ([]attack, error) {
 		return out
 	}
 	now := time.Now().Unix()
-	claims := func(exp int64) map[string]any {
-		return map[string]any{"iss": "https://kubernetes.default.svc.cluster.local", "sub": "system:serviceaccount:us-texas-1-project-x9y8z7:dev-deployer",
-			"aud": []string{"https://kubernetes.default.svc.cluster.local"}, "exp": exp, "iat": now - 3600, "nbf": now - 3600}
+	claims := func(change func(map[string]any)) map[string]any {
+		c := map[string]any{"iss": issuer.URL(), "sub": "reliability", "aud": oidcClientID,
+			"exp": now + 3600, "iat": now - 60, "nbf": now - 60}
+		if change != nil {
+			change(c)
+		}
+		return c
 	}
-	expired := jwt(map[string]any{"alg": "ES256", "kid": "forged"}, claims(now-60), forge)
-	forged := jwt(map[string]any{"alg": "ES256", "kid": "forged"}, claims(now+3600), forge)
-	algNone := jwt(map[string]any{"alg": "none"}, claims(now+3600), nil)
+	trusted := func(change func(map[string]any)) string {
+		return "Bearer " + oidcissuer.SignRS256(claims(change), "key-1", issuer.Key("key-1"))
+	}
+	forged := jwt(map[string]any{"alg": "ES256", "kid": "key-1"}, claims(nil), forge)
+	algNone := jwt(map[string]any{"alg": "none"}, claims(nil), nil)
 	huge := bytes.Repeat([]byte("a"), 4<<20)
 	deep := []byte(strings.Repeat("[", 100000) + strings.Repeat("]", 100000))
 	base := "/v1/regions/us-texas-1/projects/project-x9y8z7/compute/instances"
@@ -79,9 +97,15 @@ func attacks() ([]attack, error) {
 		{name: "empty bearer", method: "GET", path: seedPath, auth: "Bearer "},
 		{name: "garbage bearer", method: "GET", path: seedPath, auth: "Bearer not-a-token"},
 		{name: "basic auth", method: "GET", path: seedPath, auth: "Basic YWRtaW46YWRtaW4="},
-		{name: "expired jwt", method: "GET", path: seedPath, auth: "Bearer " + expired},
-		{name: "forged jwt", method: "GET", path: seedPath, auth: "Bearer " + forged},
-		{name: "alg none jwt", method: "GET", path: seedPath, auth: "Bearer " + algNone},
+		{name: "trusted jwt (control)", method: "GET", path: seedPath, auth: trusted(nil), want: http.StatusForbidden},
+		{name: "expired jwt", method: "GET", path: seedPath, want: http.StatusUnauthorized,
+			auth: trusted(func(c map[string]any) { c["exp"] = now - 60 })},
+		{name: "wrong audience jwt", method: "GET", path: seedPath, want: http.StatusUnauthorized,
+			auth: trusted(func(c map[string]any) { c["aud"] = "someone-else" })},
+		{name: "wrong issuer jwt", method: "GET", path: seedPath, want: http.StatusUnauthorized,
+			auth: trusted(func(c map[string]any) { c["iss"] = "https://issuer.invalid" })},
+		{name: "forged jwt", method: "GET", path: seedPath, auth: "Bearer " + forged, want: http.StatusUnauthorized},
+		{name: "alg none jwt", method: "GET", path: seedPath, auth: "Bearer " + algNone, want: http.StatusUnauthorized},
 		{name: "jwt with bad base64", method: "GET", path: seedPath, auth: "Bearer eyJ!!.eyJ??.sig"},
 		{name: "huge header token", method: "GET", path: seedPath, auth: "Bearer " + strings.Repeat("x", 64<<10)},
 		{name: "empty region", method: "GET", path: "/v1/regions//projects/project-x9y8z7/compute/instances/x", goodKey: true},
@@ -134,7 +158,17 @@ func envelopeOK(status int, body []byte) bool {
 func hostileClients(ctx context.Context, e env, results *checks) error {
 	clients := load.EnvInt("RELIABILITY_CLIENTS", 200)
 	duration := time.Duration(load.EnvInt("RELIABILITY_HOSTILE_SECONDS", 30)) * time.Second
-	stack, _, apiURL, err := e.startStack(ctx, "hostile", "--api-rate-limit=1000000", "--api-rate-burst=1000000")
+	issuer, err := oidcissuer.New()
+	if err != nil {
+		return fmt.Errorf("failed to start the OIDC issuer: %w", err)
+	}
+	defer issuer.Close()
+	caFile := filepath.Join(e.work, "oidc-ca.pem")
+	if err := os.WriteFile(caFile, issuer.CAPEM, 0o600); err != nil {
+		return fmt.Errorf("failed to write the issuer's CA: %w", err)
+	}
+	stack, _, apiURL, err := e.startStack(ctx, "hostile", "--api-rate-limit=1000000", "--api-rate-burst=1000000",
+		"--api-oidc-issuer-url="+issuer.URL(), "--api-oidc-client-id="+oidcClientID, "--api-oidc-ca-file="+caFile)
 	if err != nil {
 		return err
 	}
@@ -143,10 +177,14 @@ func hostileClients(ctx context.Context, e env, results *checks) error {
 	if err != nil {
 		return err
 	}
-	list, err := attacks()
+	list, err := attacks(issuer)
 	if err != nil {
 		return err
 	}
+	// ran and unexpected count, per attack kind, the requests sent and those
+	// answered otherwise than the kind's want.
+	ran := make([]atomic.Int64, len(list))
+	unexpected := make([]atomic.Int64, len(list))
 	transport := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
 	httpClient := &http.Client{Transport: transport, Timeout: 30 * time.Second}
 
@@ -169,7 +207,11 @@ func hostileClients(ctx context.Context, e env, results *checks) error {
 			defer wg.Done()
 			for n := i; time.Now().Before(deadline); n += clients {
 				if i < hostile {
-					a := list[n%len(list)]
+					// Hostile client i sends kinds i, i+hostile, ...: all of
+					// them, round robin, whatever the counts.
+					k := (i + n/clients*hostile) % len(list)
+					a := list[k]
+					ran[k].Add(1)
 					auth := a.auth
 					if a.goodKey {
 						auth = "Bearer " + token
@@ -181,6 +223,10 @@ func hostileClients(ctx context.Context, e env, results *checks) error {
 						badEnvelopes.Add(1)
 						examples.LoadOrStore(a.name, err.Error())
 						continue
+					}
+					if a.want != 0 && code != a.want {
+						unexpected[k].Add(1)
+						examples.LoadOrStore(a.name, fmt.Sprintf("%d, want %d: %s", code, a.want, truncate(body)))
 					}
 					switch {
 					case code >= 500:
@@ -219,12 +265,27 @@ func hostileClients(ctx context.Context, e env, results *checks) error {
 	}
 	fmt.Printf("hostile | %d clients (%d hostile) for %s: %d hostile requests, %d good requests\n",
 		clients, hostile, duration, hostileTotal.Load(), len(goodLatencies)+int(goodErrors.Load()))
+	kindsAsExpected := 0
+	for k, a := range list {
+		fmt.Printf("hostile | %-24s %6d sent, %d answered otherwise than %s\n", a.name, ran[k].Load(), unexpected[k].Load(), wantText(a.want))
+		if ran[k].Load() > 0 && unexpected[k].Load() == 0 {
+			kindsAsExpected++
+		}
+	}
+	results.add("hostile_kinds_answered_as_expected", fmt.Sprintf("%d/%d", kindsAsExpected, len(list)), kindsAsExpected == len(list))
 	results.add("hostile_5xx", fiveXX.Load(), fiveXX.Load() == 0)
 	results.add("hostile_bad_envelopes", badEnvelopes.Load(), badEnvelopes.Load() == 0)
 	results.add("hostile_accepted", succeeded.Load(), succeeded.Load() == 0)
 	results.add("hostile_good_errors", goodErrors.Load(), goodErrors.Load() == 0)
 	results.add("hostile_good_p99_ms", fmt.Sprintf("%.2f", p99), len(goodLatencies) > 0)
 	return nil
+}
+
+func wantText(want int) string {
+	if want == 0 {
+		return "4xx"
+	}
+	return fmt.Sprint(want)
 }
 
 func do(c *http.Client, method, url, auth, ctype string, body []byte) (int, []byte, error) {

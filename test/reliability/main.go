@@ -44,6 +44,7 @@ type env struct {
 }
 
 func run() error {
+	devstack.SetProgramLogger()
 	root, assets, manager, err := load.Locate("RELIABILITY_MANAGER")
 	if err != nil {
 		return err

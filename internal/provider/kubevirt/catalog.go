@@ -2,9 +2,10 @@ package kubevirt
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -147,7 +148,7 @@ var deviceNameRE = regexp.MustCompile(`^[a-z0-9.-]+/[A-Za-z0-9_.-]+$`)
 // Validate reports every malformed entry.
 func (c *Catalog) Validate() error {
 	var errs []string
-	for _, k := range sortedKeys(c.InstanceTypes) {
+	for _, k := range slices.Sorted(maps.Keys(c.InstanceTypes)) {
 		t := c.InstanceTypes[k]
 		switch {
 		case t.Instancetype != "" && (t.CPU != 0 || t.Memory != ""):
@@ -164,7 +165,7 @@ func (c *Catalog) Validate() error {
 			}
 		}
 	}
-	for _, k := range sortedKeys(c.Images) {
+	for _, k := range slices.Sorted(maps.Keys(c.Images)) {
 		im := c.Images[k]
 		if (im.Registry == "") == (im.HTTP == "") {
 			errs = append(errs, fmt.Sprintf("images[%s]: needs exactly one of registry and http", k))
@@ -179,12 +180,12 @@ func (c *Catalog) Validate() error {
 			errs = append(errs, fmt.Sprintf("images[%s].sizeGb: must be positive", k))
 		}
 	}
-	for _, k := range sortedKeys(c.GPUTypes) {
+	for _, k := range slices.Sorted(maps.Keys(c.GPUTypes)) {
 		if !deviceNameRE.MatchString(c.GPUTypes[k].DeviceName) {
 			errs = append(errs, fmt.Sprintf("gpuTypes[%s].deviceName: must be a resource name such as nvidia.com/GH100_H100_SXM5_80GB", k))
 		}
 	}
-	for _, k := range sortedKeys(c.Subnets) {
+	for _, k := range slices.Sorted(maps.Keys(c.Subnets)) {
 		s := c.Subnets[k]
 		if s.IPv4PrefixLength < 0 || s.IPv4PrefixLength > 32 || s.IPv6PrefixLength < 0 || s.IPv6PrefixLength > 128 {
 			errs = append(errs, fmt.Sprintf("subnets[%s]: prefix lengths out of range", k))
@@ -194,15 +195,6 @@ func (c *Catalog) Validate() error {
 		return fmt.Errorf("%s", strings.Join(errs, "; "))
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // lookup finds a catalog entry by full URI, then by the URI's last segment.

@@ -24,6 +24,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
+	"github.com/k0rdent-ai/instance-operator/internal/controlplane"
 	"github.com/k0rdent-ai/instance-operator/internal/provider"
 	"github.com/k0rdent-ai/instance-operator/internal/provider/kubevirt/kubevirttest"
 	"github.com/k0rdent-ai/instance-operator/internal/testenv"
@@ -45,12 +46,12 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) int {
 	log.SetLogger(zap.New(zap.WriteTo(logOutput())))
-	root, err := testenv.ModuleRoot()
+	root, err := controlplane.ModuleRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	assets, err := testenv.AssetsDir()
+	assets, err := controlplane.AssetsDir()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -59,7 +60,7 @@ func run(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "no kube-apiserver in %s: run `make control-plane` first: %v\n", assets, err)
 		return 1
 	}
-	testScheme = testenv.Scheme()
+	testScheme = controlplane.Scheme()
 	if err := AddToScheme(testScheme); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

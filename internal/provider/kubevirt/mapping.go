@@ -73,14 +73,6 @@ func dataVolumeName(inst *computev1alpha1.Instance, i int) string {
 // nicName is the name of the spec.nics entry i in the VM's interfaces and networks.
 func nicName(i int) string { return fmt.Sprintf("nic%d", i) }
 
-// EffectiveHostname is spec.hostname, or the instance's name when absent.
-func EffectiveHostname(inst *computev1alpha1.Instance) string {
-	if inst.Spec.Hostname != "" {
-		return inst.Spec.Hostname
-	}
-	return inst.Name
-}
-
 // RunStrategy is the runStrategy for the instance's powerState. A suspended
 // instance keeps a running VMI, paused through the pause subresource.
 func RunStrategy(ps computev1alpha1.PowerState) kubevirtv1.VirtualMachineRunStrategy {
@@ -147,7 +139,7 @@ func BuildVirtualMachine(inst *computev1alpha1.Instance, cat *Catalog) (*kubevir
 	if err := addGPUs(&vmiSpec, inst, cat); err != nil {
 		return nil, err
 	}
-	hostname := EffectiveHostname(inst)
+	hostname := inst.EffectiveHostname()
 	vmiSpec.Hostname = strings.SplitN(hostname, ".", 2)[0]
 
 	cloudInit, err := CloudInit(inst, cat)
@@ -552,7 +544,7 @@ func (d *CloudInitData) Hash() string {
 // the other metadata keys as files under MetadataDir, and network config for
 // static addresses and VLANs.
 func CloudInit(inst *computev1alpha1.Instance, cat *Catalog) (*CloudInitData, error) {
-	hostname := EffectiveHostname(inst)
+	hostname := inst.EffectiveHostname()
 	cc := cloudConfig{Hostname: strings.SplitN(hostname, ".", 2)[0]}
 	if strings.Contains(hostname, ".") {
 		cc.FQDN = hostname

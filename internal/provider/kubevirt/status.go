@@ -30,7 +30,7 @@ func machineFrom(inst *computev1alpha1.Instance, o observation) (*provider.Machi
 	vm, vmi := o.vm, o.vmi
 	m := &provider.Machine{
 		ID:       vm.Namespace + "/" + vm.Name,
-		Hostname: EffectiveHostname(inst),
+		Hostname: inst.EffectiveHostname(),
 		NICs:     nicStatuses(inst, vmi),
 	}
 	halted := vm.Spec.RunStrategy != nil && *vm.Spec.RunStrategy == kubevirtv1.RunStrategyHalted

@@ -5,8 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	mrand "math/rand/v2"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -234,9 +235,9 @@ func (c *Cloud) SetPower(ctx context.Context, inst *computev1alpha1.Instance, ac
 			return nil, provider.Permanent("UnknownPowerAction", "the simulated cloud has no power action %q", action)
 		}
 		switch {
-		case has(done, m.Phase):
+		case slices.Contains(done, m.Phase):
 			return nil, nil
-		case !has(from, m.Phase):
+		case !slices.Contains(from, m.Phase):
 			return nil, fmt.Errorf("simulated: cannot %s machine %s while it is %s", strings.ToLower(string(action)), m.ID, m.Phase)
 		}
 		c.plan(m, now, through, step{Phase: to})
@@ -323,7 +324,7 @@ func (c *Cloud) newMachine(inst *computev1alpha1.Instance, token string, now tim
 			if !strings.Contains(d.Source, "/compute/images/") {
 				continue
 			}
-			if image := computev1alpha1.TypeName(d.Source); !has(c.cfg.Images, image) {
+			if image := computev1alpha1.TypeName(d.Source); !slices.Contains(c.cfg.Images, image) {
 				return nil, provider.Permanent("UnknownImage",
 					"image %q does not exist in the simulated cloud; it offers %s", image, strings.Join(c.cfg.Images, ", "))
 			}
@@ -350,13 +351,10 @@ func (c *Cloud) newMachine(inst *computev1alpha1.Instance, token string, now tim
 	m := &machine{
 		ID: id, Token: token, Namespace: inst.Namespace, Name: inst.Name, UID: string(inst.UID),
 		Type: typeName, Zone: computev1alpha1.ZoneOf(inst.Spec.Type), GPUs: gpus,
-		Hostname: inst.Spec.Hostname,
+		Hostname: inst.EffectiveHostname(),
 		Metadata: append([]computev1alpha1.MetadataItem(nil), inst.Spec.InstanceMetadata...),
 		Phase:    provider.PhaseProvisioning, CreatedAt: now,
 		Then: []step{{provider.PhaseStaging, c.cfg.Latencies.Boot}, {Phase: provider.PhaseRunning}},
-	}
-	if m.Hostname == "" {
-		m.Hostname = inst.Name
 	}
 	if len(m.GPUs) == 0 {
 		m.GPUs = nil
@@ -438,7 +436,7 @@ func (c *Cloud) allocate(m *machine) string {
 	if limit := c.cfg.InstanceTypes[m.Type]; c.typesUsed[m.Type] >= limit {
 		return fmt.Sprintf("waiting for capacity: all %d %s machines of the cloud are in use", limit, m.Type)
 	}
-	for _, g := range sortedKeys(m.GPUs) {
+	for _, g := range slices.Sorted(maps.Keys(m.GPUs)) {
 		total := c.cfg.GPUs[g]
 		if free := total - c.gpusUsed[g]; free < m.GPUs[g] {
 			return fmt.Sprintf("waiting for capacity: %d %s GPUs needed, %d of %d free", m.GPUs[g], g, max(free, 0), total)
@@ -544,27 +542,9 @@ func newID() (string, error) {
 	return "vm-" + hex.EncodeToString(b), nil
 }
 
-func has[T comparable](list []T, v T) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
-func sortedKeys(m map[string]int) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 func names(m map[string]int) string {
 	if len(m) == 0 {
 		return "none"
 	}
-	return strings.Join(sortedKeys(m), ", ")
+	return strings.Join(slices.Sorted(maps.Keys(m)), ", ")
 }

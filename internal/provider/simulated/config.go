@@ -89,7 +89,7 @@ func DefaultConfig() Config {
 
 // BindFlags binds the cloud's settings to flags named --sim-*, with cfg's
 // values as defaults.
-func BindFlags(fs *flag.FlagSet, cfg *Config) {
+func (cfg *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&cfg.StateDir, "sim-state-dir", cfg.StateDir,
 		"Directory where the simulated cloud keeps its machines across restarts; empty keeps them in memory.")
 	fs.Var((*capacityFlag)(&cfg.InstanceTypes), "sim-instance-types",

@@ -1,4 +1,4 @@
-package api
+package oidcissuer
 
 import (
 	"crypto"
@@ -7,25 +7,30 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 )
 
-// testIssuer is an OpenID Connect issuer over real HTTPS: discovery document
-// and JWKS, with RSA keys generated in the test and rotatable.
-type testIssuer struct {
+// Issuer serves /.well-known/openid-configuration and /jwks over HTTPS with
+// a certificate of its own (CAPEM); it starts with the key "key-1".
+type Issuer struct {
 	server *httptest.Server
-	caPEM  []byte
+	// CAPEM is the PEM certificate that signs the issuer's serving
+	// certificate: the API's --api-oidc-ca-file.
+	CAPEM []byte
 
 	mu   sync.Mutex
 	keys map[string]*rsa.PrivateKey // kid -> key, as published in the JWKS
 }
 
-func newTestIssuer() (*testIssuer, error) {
-	iss := &testIssuer{keys: map[string]*rsa.PrivateKey{}}
-	if _, err := iss.addKey("key-1"); err != nil {
+// New starts an issuer; Close stops it.
+func New() (*Issuer, error) {
+	iss := &Issuer{keys: map[string]*rsa.PrivateKey{}}
+	if _, err := iss.AddKey("key-1"); err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
@@ -55,17 +60,21 @@ func newTestIssuer() (*testIssuer, error) {
 		_ = json.NewEncoder(w).Encode(map[string]any{"keys": keys})
 	})
 	iss.server = httptest.NewTLSServer(mux)
-	iss.caPEM = pemOfServer(iss.server)
+	iss.CAPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: iss.server.Certificate().Raw})
 	return iss, nil
 }
 
-func (i *testIssuer) URL() string { return i.server.URL }
-func (i *testIssuer) Close()      { i.server.Close() }
+// URL is the issuer's URL, the iss of its tokens.
+func (i *Issuer) URL() string { return i.server.URL }
 
-func (i *testIssuer) addKey(kid string) (*rsa.PrivateKey, error) {
+// Close stops the issuer's server.
+func (i *Issuer) Close() { i.server.Close() }
+
+// AddKey makes a key and publishes it in the JWKS under kid.
+func (i *Issuer) AddKey(kid string) (*rsa.PrivateKey, error) {
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("failed to generate a key: %w", err)
 	}
 	i.mu.Lock()
 	i.keys[kid] = k
@@ -73,14 +82,22 @@ func (i *testIssuer) addKey(kid string) (*rsa.PrivateKey, error) {
 	return k, nil
 }
 
-func (i *testIssuer) key(kid string) *rsa.PrivateKey {
+// PublishKey publishes key under kid again (rotation back).
+func (i *Issuer) PublishKey(kid string, key *rsa.PrivateKey) {
+	i.mu.Lock()
+	i.keys[kid] = key
+	i.mu.Unlock()
+}
+
+// Key is the published key kid, or nil.
+func (i *Issuer) Key(kid string) *rsa.PrivateKey {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	return i.keys[kid]
 }
 
-// removeKey takes a key out of the JWKS (rotation).
-func (i *testIssuer) removeKey(kid string) {
+// RemoveKey takes a key out of the JWKS (rotation).
+func (i *Issuer) RemoveKey(kid string) {
 	i.mu.Lock()
 	delete(i.keys, kid)
 	i.mu.Unlock()
@@ -88,21 +105,22 @@ func (i *testIssuer) removeKey(kid string) {
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
-// signRS256 makes a compact JWS of claims signed with key under kid.
-func signRS256(claims map[string]any, kid string, key *rsa.PrivateKey) string {
+// SignRS256 makes a compact JWS of claims signed with key under kid.
+func SignRS256(claims map[string]any, kid string, key *rsa.PrivateKey) string {
 	header, _ := json.Marshal(map[string]string{"alg": "RS256", "typ": "JWT", "kid": kid})
 	payload, _ := json.Marshal(claims)
 	signingInput := b64(header) + "." + b64(payload)
 	sum := sha256.Sum256([]byte(signingInput))
 	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
 	if err != nil {
+		// Only a key too small for SHA-256 fails, and AddKey makes none.
 		panic(err)
 	}
 	return signingInput + "." + b64(sig)
 }
 
-// signNone makes an unsigned JWT (alg: none).
-func signNone(claims map[string]any) string {
+// SignNone makes an unsigned JWT (alg: none).
+func SignNone(claims map[string]any) string {
 	header, _ := json.Marshal(map[string]string{"alg": "none", "typ": "JWT"})
 	payload, _ := json.Marshal(claims)
 	return b64(header) + "." + b64(payload) + "."
