@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"sigs.k8s.io/yaml"
 
-	"github.com/k0rdent-ai/instance-operator/internal/testenv"
+	"github.com/k0rdent-ai/instance-operator/internal/controlplane"
 )
 
 var promqlParser = parser.NewParser(parser.Options{})
@@ -115,7 +115,7 @@ func metricNames(expr parser.Expr) []string {
 
 func readConfig(t *testing.T, dir, file string) []byte {
 	t.Helper()
-	root, err := testenv.ModuleRoot()
+	root, err := controlplane.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/k0rdent-ai/instance-operator/internal/testenv"
+	"github.com/k0rdent-ai/instance-operator/internal/controlplane"
 )
 
 func TestAlertExpressionsParse(t *testing.T) {
@@ -54,7 +54,7 @@ func TestDashboardExpressionsParse(t *testing.T) {
 // TestEveryAlertHasARunbook: each alert's runbook_url points at a section
 // of docs/runbooks.md that exists.
 func TestEveryAlertHasARunbook(t *testing.T) {
-	root, err := testenv.ModuleRoot()
+	root, err := controlplane.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
