@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os/exec"
 	"slices"
 	"strings"
@@ -25,7 +26,7 @@ func importersOfTesting(t *testing.T, pkgs ...string) []string {
 	args := append([]string{"list", "-deps", "-f", `{{.ImportPath}} {{join .Imports " "}}`}, pkgs...)
 	out, err := exec.Command("go", args...).Output()
 	if err != nil {
-		if ee, ok := err.(*exec.ExitError); ok {
+		if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 			t.Fatalf("go list: %v: %s", err, ee.Stderr)
 		}
 		t.Fatalf("go list: %v", err)

@@ -202,7 +202,7 @@ func TestDeleteStopsThenDeletesTheMachine(t *testing.T) {
 		computev1alpha1.ConditionReady: f_ + computev1alpha1.ReasonDeleting,
 	}, status.TerminatingStatus)
 	h.clock.Step(step)
-	inst = h.waitFor("tmp", "TERMINATED while the machine is deleted", func(i *computev1alpha1.Instance) bool {
+	h.waitFor("tmp", "TERMINATED while the machine is deleted", func(i *computev1alpha1.Instance) bool {
 		return i.Status.Lifecycle.Status == computev1alpha1.LifecycleTerminated
 	})
 	if p := h.machineOf("tmp").Phase; p != provider.PhaseDeleting {
@@ -254,7 +254,7 @@ func TestPausedMakesNoProviderCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.update("frozen", func(i *computev1alpha1.Instance) { i.Spec.PowerState = computev1alpha1.PowerStateStopped })
-	inst := h.waitFor("frozen", "generation 3 seen while paused", func(i *computev1alpha1.Instance) bool {
+	h.waitFor("frozen", "generation 3 seen while paused", func(i *computev1alpha1.Instance) bool {
 		return i.Generation == 2
 	})
 	// The operator saw the change (it is watched) but acted on nothing.
@@ -264,7 +264,7 @@ func TestPausedMakesNoProviderCalls(t *testing.T) {
 	if p := h.machineOf("frozen").Phase; p != provider.PhaseRunning {
 		t.Errorf("a paused instance's machine went %s", p)
 	}
-	inst, _ = h.get("frozen")
+	inst, _ := h.get("frozen")
 	if got := kstatus(t, inst); got != status.InProgressStatus {
 		t.Errorf("kstatus of a paused, changed instance: %s, want InProgress", got)
 	}

@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
@@ -60,7 +61,7 @@ func install() error {
 	out, err := exec.Command(filepath.Join(env.AssetsDir, "kubectl"), "--kubeconfig", kubeconfig,
 		"apply", "--server-side", "-k", admission.Dir(root)).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("kubectl apply -k config/admission: %v: %s", err, out)
+		return fmt.Errorf("kubectl apply -k config/admission: %w: %s", err, out)
 	}
 	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
 		return err
@@ -138,7 +139,12 @@ func TestServerSideReapplyKeepsTheFinalizer(t *testing.T) {
 	for i, metadata := range []string{`{"env": "dev"}`, `{"env": "prod"}`} {
 		inst := instance("applied")
 		inst.Spec.InstanceMetadata = []computev1alpha1.MetadataItem{{Key: "labels", Value: metadata}}
-		if err := env.Client.Patch(ctx, inst, client.Apply, client.FieldOwner("flux"), client.ForceOwnership); err != nil {
+		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(inst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		applied := client.ApplyConfigurationFromUnstructured(&unstructured.Unstructured{Object: u})
+		if err := env.Client.Apply(ctx, applied, client.FieldOwner("flux"), client.ForceOwnership); err != nil {
 			t.Fatalf("apply %d: %v", i, err)
 		}
 		if got := get(t, "applied").Finalizers; !slices.Equal(got, []string{computev1alpha1.Finalizer}) {

@@ -3,15 +3,11 @@ package api
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,7 +116,7 @@ func setUp(ctx context.Context) error {
 		return err
 	}
 	if out, err := kubectl("apply", "-k", filepath.Join(root, "config", "rbac", "api")); err != nil {
-		return fmt.Errorf("kubectl apply -k config/rbac/api: %v: %s", err, out)
+		return fmt.Errorf("kubectl apply -k config/rbac/api: %w: %s", err, out)
 	}
 
 	for _, ns := range []*corev1.Namespace{
@@ -424,17 +420,6 @@ func validateResponse(t *testing.T, method, path string, r response) {
 	if err := schema.VisitJSON(v, openapi3.MultiErrors()); err != nil {
 		t.Fatalf("%s %s: %d body does not match the OpenAPI document: %v\nbody: %s", method, path, r.StatusCode, err, r.body)
 	}
-}
-
-// tlsClientFor trusts the given PEM CA.
-func tlsClientFor(caPEM []byte) *http.Client {
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(caPEM)
-	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-}
-
-func pemOfServer(s *httptest.Server) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Certificate().Raw})
 }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }

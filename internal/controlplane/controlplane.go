@@ -44,9 +44,22 @@ func ModuleRoot() (string, error) {
 	}
 }
 
-// AssetsDir is where the control-plane binaries are: $KUBEBUILDER_ASSETS, or
-// bin/k8s/<version pinned in hack/tools/go.mod> under the module root.
+// AssetsDir is where the control-plane binaries are, once they are built:
+// $KUBEBUILDER_ASSETS, or bin/k8s/<version pinned in hack/tools/go.mod> under
+// the module root. Every caller runs them, so a missing build is an error
+// here, which says how to make it.
 func AssetsDir() (string, error) {
+	dir, err := assetsDir()
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "kube-apiserver")); err != nil {
+		return "", fmt.Errorf("no kube-apiserver in %s: run `make control-plane` first: %w", dir, err)
+	}
+	return dir, nil
+}
+
+func assetsDir() (string, error) {
 	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
 		return dir, nil
 	}

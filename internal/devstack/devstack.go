@@ -312,7 +312,7 @@ func (s *Stack) waitForAPI(ctx context.Context) error {
 		select {
 		case err := <-s.managerErr:
 			s.managerErr <- err
-			return fmt.Errorf("the manager exited before the API was ready (%v); its log ends:\n%s", err, s.ManagerLogTail(20))
+			return fmt.Errorf("the manager exited before the API was ready (%w); its log ends:\n%s", err, s.ManagerLogTail(20))
 		case <-deadline.C:
 			return fmt.Errorf("the REST API did not become ready at %s; the manager's log ends:\n%s", url, s.ManagerLogTail(20))
 		case <-ctx.Done():
@@ -385,10 +385,13 @@ func (s *Stack) StopManager() {
 	if s.manager != nil && s.manager.Process != nil {
 		_ = s.manager.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-s.managerErr:
+		case err := <-s.managerErr:
+			if err != nil {
+				s.logf("manager exited with %v", err)
+			}
 		case <-time.After(15 * time.Second):
 			_ = syscall.Kill(-s.manager.Process.Pid, syscall.SIGKILL)
-			<-s.managerErr
+			s.logf("manager did not stop within 15s of SIGTERM; killed it (%v)", <-s.managerErr)
 		}
 		s.manager = nil
 		s.logf("manager stopped")
@@ -403,9 +406,9 @@ func (s *Stack) StopManager() {
 func (s *Stack) KillManager() {
 	if s.manager != nil && s.manager.Process != nil {
 		_ = syscall.Kill(-s.manager.Process.Pid, syscall.SIGKILL)
-		<-s.managerErr
+		err := <-s.managerErr
 		s.manager = nil
-		s.logf("manager killed")
+		s.logf("manager killed (%v)", err)
 	}
 }
 

@@ -68,7 +68,7 @@ func (b *bench) getBenchmark(ctx context.Context, r *report) error {
 
 	facade := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxConnsPerHost: 128}, Timeout: 10 * time.Second}
 	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(b.stack.Config.TLSClientConfig.CAData)
+	pool.AppendCertsFromPEM(b.stack.Config.CAData)
 	apiserver := &http.Client{Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 128,
 	}, Timeout: 10 * time.Second}

@@ -491,7 +491,7 @@ func TestInstancetypeReference(t *testing.T) {
 	ctx := context.Background()
 	p := newProvider()
 	inst := newInstance(t, func(i *computev1alpha1.Instance) {
-		i.Spec.Type = "/v1/regions/us-texas-1/zones/us1-a/instance-types/u1.test-" + strings.ToLower(string(i.Namespace))
+		i.Spec.Type = "/v1/regions/us-texas-1/zones/us1-a/instance-types/u1.test-" + strings.ToLower(i.Namespace)
 	})
 	name := computev1alpha1.TypeName(inst.Spec.Type)
 	_, err := p.Create(ctx, inst)

@@ -114,10 +114,6 @@ func waitInstance(t *testing.T, k types.NamespacedName, what string, cond func(*
 	return inst
 }
 
-func inLifecycle(s computev1alpha1.LifecycleStatus) func(*computev1alpha1.Instance) bool {
-	return func(i *computev1alpha1.Instance) bool { return i.Status.Lifecycle.Status == s }
-}
-
 // settled is the instance at the lifecycle its powerState asks for, with the
 // conditions and observedGeneration of a finished pass and kstatus Current.
 func settled(t *testing.T, k types.NamespacedName, s computev1alpha1.LifecycleStatus, readyReason string) *computev1alpha1.Instance {
