@@ -285,7 +285,7 @@ func TestEveryPlatformsImageRunsTheManagerAsNonrootOnScratchWithCACertificates(t
 			if cf.Config.WorkingDir != "/" {
 				t.Errorf("working dir %q, want /", cf.Config.WorkingDir)
 			}
-			if !cf.Created.Time.Equal(testInfo.Date) {
+			if !cf.Created.Equal(testInfo.Date) {
 				t.Errorf("created %s, want the commit's date %s", cf.Created.Time, testInfo.Date)
 			}
 			if cf.Config.Labels["org.opencontainers.image.revision"] != testInfo.Commit {
