@@ -74,8 +74,12 @@ verify: manifests generate tidy fmt vet ## Regenerate everything and fail if the
 control-plane: ## Build kube-apiserver, etcd and kubectl into bin/k8s/ (cached).
 	hack/build-control-plane.sh
 
+.PHONY: kubevirt
+kubevirt: ## Generate KubeVirt's CRDs and build virt-api's admission webhook into bin/kubevirt/ (cached) for the KubeVirt provider's tests.
+	hack/build-kubevirt-crds.sh
+
 .PHONY: test
-test: control-plane ## Run all tests on a real kube-apiserver (envtest).
+test: control-plane kubevirt ## Run all tests on a real kube-apiserver (envtest).
 	KUBEBUILDER_ASSETS="$(KUBEBUILDER_ASSETS)" go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: bench
