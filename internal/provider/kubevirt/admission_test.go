@@ -76,18 +76,19 @@ func TestKubeVirtAdmissionRefusesAnInterfaceWithTwoBindings(t *testing.T) {
 		"logical nic0 interface cannot have both binding plugin and interface binding method")
 }
 
-// KubeVirt's CRD schema refuses a CPU core count that is not an integer
-// before any webhook sees it: the message is the API server's own, so this
-// fails on a CRD without KubeVirt's schema (the webhook's refusal reads
-// differently).
-func TestKubeVirtSchemaRefusesAStringCoreCount(t *testing.T) {
+// KubeVirt's CRD schema types fields the provider never writes, such as
+// autoattachSerialConsole, and refuses a string there before any webhook
+// sees it: the message is the API server's own, so this fails on a CRD
+// without KubeVirt's schema, or with one that covers only the provider's
+// fields (the webhook's refusal reads differently).
+func TestKubeVirtSchemaRefusesAStringWhereItWantsABoolean(t *testing.T) {
 	vm := sampleVM(t)
 	u := unstructuredVM(t, vm)
-	if err := unstructured.SetNestedField(u.Object, "eight", "spec", "template", "spec", "domain", "cpu", "cores"); err != nil {
+	if err := unstructured.SetNestedField(u.Object, "yes", "spec", "template", "spec", "domain", "devices", "autoattachSerialConsole"); err != nil {
 		t.Fatal(err)
 	}
 	err := k8sClient.Create(context.Background(), u, client.DryRunAll)
-	refused(t, err, `spec.template.spec.domain.cpu.cores: Invalid value: "string": spec.template.spec.domain.cpu.cores in body must be of type integer: "string"`)
+	refused(t, err, `spec.template.spec.domain.devices.autoattachSerialConsole: Invalid value: "string": spec.template.spec.domain.devices.autoattachSerialConsole in body must be of type boolean: "string"`)
 	if strings.Contains(err.Error(), "admission webhook") {
 		t.Fatalf("refused by a webhook, not by the schema: %v", err)
 	}
