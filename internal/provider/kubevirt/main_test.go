@@ -123,6 +123,11 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	recorder, err := recordStatuses(mgr.GetCache())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
@@ -132,7 +137,19 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "the KubeVirt double stopped with an error:", err)
 		}
 	}()
-	return m.Run()
+	code := m.Run()
+	// The double must speak KubeVirt's words: every status it wrote in the
+	// tests that ran is one of kubevirt.io/api's constants.
+	consts, err := kubevirtConstants()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := recorder.check(consts); err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		return 1
+	}
+	return code
 }
 
 // logOutput discards the double's logs unless KUBEVIRT_TEST_VERBOSE is set.
