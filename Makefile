@@ -75,8 +75,8 @@ control-plane: ## Build kube-apiserver, etcd and kubectl into bin/k8s/ (cached).
 	hack/build-control-plane.sh
 
 .PHONY: kubevirt
-kubevirt: ## Generate KubeVirt's CRDs and build virt-api's admission webhook into bin/kubevirt/ (cached) for the KubeVirt provider's tests.
-	hack/build-kubevirt-crds.sh
+kubevirt: controller-gen ## Generate KubeVirt's and CDI's CRDs and build virt-api's admission webhook into bin/kubevirt/ (cached) for the KubeVirt provider's tests.
+	CONTROLLER_GEN=$(CONTROLLER_GEN) hack/build-kubevirt-crds.sh
 
 .PHONY: test
 test: control-plane kubevirt ## Run all tests on a real kube-apiserver (envtest).
