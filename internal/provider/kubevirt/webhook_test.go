@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -23,29 +22,41 @@ import (
 // kubevirtAssets returns bin/kubevirt/<version>, where
 // hack/build-kubevirt-crds.sh writes KubeVirt's CRDs, virt-api's webhook
 // configuration and the virt-api-webhook server, for the KubeVirt version
-// that hack/kubevirt/go.mod pins (the one kubevirt.io/api is at in go.mod).
+// that hack/kubevirt/go.mod pins, which must be the one of kubevirt.io/api
+// in go.mod: the suite checks the provider against the KubeVirt it is built for.
 func kubevirtAssets(root string) (string, error) {
-	f, err := os.Open(filepath.Join(root, "hack", "kubevirt", "go.mod"))
+	version, err := requiredVersion(filepath.Join(root, "hack", "kubevirt", "go.mod"), "kubevirt.io/kubevirt")
 	if err != nil {
-		return "", fmt.Errorf("failed to read the KubeVirt tools module: %w", err)
+		return "", err
 	}
-	defer f.Close()
-	version := ""
-	for sc := bufio.NewScanner(f); sc.Scan(); {
-		if fields := strings.Fields(sc.Text()); len(fields) == 2 && fields[0] == "kubevirt.io/kubevirt" {
-			version = fields[1]
-		} else if len(fields) == 3 && fields[0] == "require" && fields[1] == "kubevirt.io/kubevirt" {
-			version = fields[2]
-		}
+	api, err := requiredVersion(filepath.Join(root, "go.mod"), "kubevirt.io/api")
+	if err != nil {
+		return "", err
 	}
-	if version == "" {
-		return "", errors.New("failed to find kubevirt.io/kubevirt in hack/kubevirt/go.mod")
+	if version != api {
+		return "", fmt.Errorf("hack/kubevirt/go.mod pins kubevirt.io/kubevirt %s but go.mod has kubevirt.io/api %s: keep them equal", version, api)
 	}
 	dir := filepath.Join(root, "bin", "kubevirt", version)
 	if _, err := os.Stat(filepath.Join(dir, "virt-api-webhook")); err != nil {
 		return "", fmt.Errorf("no KubeVirt %s CRDs and webhook in %s: run `make kubevirt` first: %w", version, dir, err)
 	}
 	return dir, nil
+}
+
+// requiredVersion is the version of module in the go.mod at path.
+func requiredVersion(path, module string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("failed to read %s: %w", path, err)
+	}
+	defer f.Close()
+	for sc := bufio.NewScanner(f); sc.Scan(); {
+		fields := strings.Fields(strings.TrimPrefix(strings.TrimSpace(sc.Text()), "require "))
+		if len(fields) >= 2 && fields[0] == module {
+			return fields[1], nil
+		}
+	}
+	return "", fmt.Errorf("failed to find %s in %s", module, path)
 }
 
 // startVirtAPIWebhook runs the virt-api-webhook binary on the port and with
@@ -65,6 +76,7 @@ func startVirtAPIWebhook(env *testenv.Env, binary string) (stop func(), err erro
 		"--host", opts.LocalServingHost,
 		"--port", strconv.Itoa(opts.LocalServingPort))
 	cmd.Stdout, cmd.Stderr = logOutput(), logOutput()
+	stopWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("failed to start %s: %w", binary, err)
 	}
