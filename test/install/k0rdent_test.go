@@ -50,7 +50,7 @@ func TestK0rdentManifestsValidateAgainstK0rdentCRDs(t *testing.T) {
 	noTemplate.SetName("no-template")
 	_ = unstructured.SetNestedSlice(noTemplate.Object, []any{map[string]any{"name": "x"}}, "spec", "serviceSpec", "services")
 	for want, obj := range map[string]*unstructured.Unstructured{
-		"either chartSpec or chartRef must be set": both,
+		"either chartSpec or chartRef must be set":              both,
 		"spec.serviceSpec.services[0].template: Required value": noTemplate,
 	} {
 		var buf bytes.Buffer
