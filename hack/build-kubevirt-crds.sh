@@ -18,12 +18,17 @@ cdi_api="kubevirt.io/containerized-data-importer-api"
 cdi_version="$(awk -v m="$cdi_api" '$1 == m { print $2 }' "$root/go.mod")"
 controller_gen="${CONTROLLER_GEN:-$root/bin/controller-gen-$(awk -F'[ =?]+' '$1 == "CONTROLLER_TOOLS_VERSION" { print $2 }' "$root/Makefile")}"
 out="$root/bin/kubevirt/$version"
-# The stamp is the tools module's source: a change to the generator, the
+# The stamp is the tools module's source and CDI's API version: a change to the generator, the
 # webhook server or the pins rebuilds, anything else reuses the cache.
 stamp="$( (cd "$tools" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) -print0 | sort -z | xargs -0 sha256sum; echo "$cdi_api $cdi_version") | sha256sum | cut -d' ' -f1)"
 if [[ -f "$out/.stamp" && "$(cat "$out/.stamp")" == "$stamp" && -x "$out/virt-api-webhook" ]]; then
   echo "$out"
   exit 0
+fi
+
+if [[ ! -x "$controller_gen" ]]; then
+  echo "no controller-gen at $controller_gen: run make kubevirt (it builds controller-gen first), or set CONTROLLER_GEN" >&2
+  exit 1
 fi
 
 echo "building KubeVirt $version's CRDs and virt-api's admission webhook into ${out#$root/}:" >&2
