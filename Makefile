@@ -84,8 +84,12 @@ verify: manifests generate tidy fmt vet lint ## Regenerate everything, lint, and
 control-plane: ## Build kube-apiserver, etcd and kubectl into bin/k8s/ (cached).
 	hack/build-control-plane.sh
 
+.PHONY: kubevirt
+kubevirt: controller-gen ## Generate KubeVirt's and CDI's CRDs and build virt-api's admission webhook into bin/kubevirt/ (cached) for the KubeVirt provider's tests.
+	CONTROLLER_GEN=$(CONTROLLER_GEN) hack/build-kubevirt-crds.sh
+
 .PHONY: test
-test: control-plane ## Run all tests on a real kube-apiserver (envtest).
+test: control-plane kubevirt ## Run all tests on a real kube-apiserver (envtest).
 	KUBEBUILDER_ASSETS="$(KUBEBUILDER_ASSETS)" go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: test-promql
