@@ -103,7 +103,7 @@ func newAuthorizer(o *Options, cs kubernetes.Interface) (authorizer.Authorizer, 
 }
 
 // authenticate returns the caller, or the 401 to answer.
-func (s *Server) authenticate(r *http.Request) (*authenticator.Response, *apiError) {
+func (s *Server) authenticate(r *http.Request, op *operation) (*authenticator.Response, *apiError) {
 	if r.Header.Get("Authorization") == "" {
 		return nil, newError(http.StatusUnauthorized, ReasonUnauthenticated, "the request has no bearer token: send Authorization: Bearer <token>", nil)
 	}
@@ -113,7 +113,7 @@ func (s *Server) authenticate(r *http.Request) (*authenticator.Response, *apiErr
 	resp, ok, err := s.authn.AuthenticateRequest(r)
 	if err != nil || !ok {
 		if err != nil {
-			s.log(r).V(1).Info("authentication failed", "error", err.Error())
+			op.log().V(1).Info("authentication failed", "error", err.Error())
 		}
 		return nil, newError(http.StatusUnauthorized, ReasonUnauthenticated, "the bearer token is invalid or expired", nil)
 	}

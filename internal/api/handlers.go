@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,7 +17,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -24,94 +24,19 @@ import (
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 )
 
-// operation is one API request being served.
-type operation struct {
-	s    *Server
-	w    http.ResponseWriter
-	r    *http.Request
-	rt   route
-	user *authenticator.Response
-	ns   string
-}
-
-// verb is the RBAC verb the request needs on instances.
-func (op *operation) verb() string {
-	switch {
-	case op.rt.custom != "":
-		return "patch"
-	case op.r.Method == http.MethodGet && op.rt.id == "":
-		return "list"
-	case op.r.Method == http.MethodGet:
-		return "get"
-	case op.r.Method == http.MethodPost:
-		return "create"
-	case op.r.Method == http.MethodPatch:
-		return "patch"
-	case op.r.Method == http.MethodDelete:
-		return "delete"
-	}
-	return ""
-}
-
-func (op *operation) run() error {
-	if err := op.resolve(); err != nil {
-		return err
-	}
-	switch {
-	case op.rt.custom != "":
-		return op.setPowerState()
-	case op.r.Method == http.MethodGet && op.rt.id == "":
-		return op.list()
-	case op.r.Method == http.MethodGet:
-		return op.get()
-	case op.r.Method == http.MethodPost:
-		return op.create()
-	case op.r.Method == http.MethodPatch:
-		return op.patch()
-	case op.r.Method == http.MethodDelete:
-		return op.delete()
-	}
-	return internalError()
-}
-
-// resolve maps the project to its namespace and authorizes the caller,
-// permission before existence: a caller gets 403 whether or not the project
-// or instance exists, and learns of a missing project only when allowed the
-// verb on instances in every namespace.
-func (op *operation) resolve() error {
-	ns := ""
-	var conflict *errScopeConflict
-	if validScope(op.rt.region) && validScope(op.rt.project) {
-		var err error
-		ns, err = op.s.namespaceFor(op.r.Context(), op.rt.region, op.rt.project)
-		if err != nil && !errors.As(err, &conflict) {
-			return err
-		}
-	}
-	if err := op.authorize(ns); err != nil {
-		return err
-	}
-	if conflict != nil {
-		op.s.log(op.r).Error(conflict, "cannot map the project to one namespace", "region", op.rt.region, "project", op.rt.project)
-		return newError(http.StatusInternalServerError, ReasonProjectMappingClash,
-			fmt.Sprintf("project %q of region %q is configured more than once; an administrator must resolve the conflict", op.rt.project, op.rt.region),
-			map[string]string{"region": op.rt.region, "project": op.rt.project})
-	}
-	if ns == "" {
-		return newError(http.StatusNotFound, ReasonProjectNotFound,
-			fmt.Sprintf("project %q of region %q not found", op.rt.project, op.rt.region),
-			map[string]string{"region": op.rt.region, "project": op.rt.project})
-	}
-	op.ns = ns
-	return nil
+// scope is the metadata of an error about the project.
+func (op *operation) scope() map[string]string {
+	return map[string]string{"region": op.rt.region, "project": op.rt.project}
 }
 
 // authorize asks the cluster's RBAC (by a cached SubjectAccessReview) whether
-// the caller may do the verb on instances in ns ("" is every namespace).
-func (op *operation) authorize(ns string) error {
+// the caller may do the route's verb on instances in its namespace ("", for
+// a project of no namespace or of several, is every namespace).
+func (op *operation) authorize(ctx context.Context) error {
+	ns := op.ns
 	attrs := authorizer.AttributesRecord{
 		User:            op.user.User,
-		Verb:            op.verb(),
+		Verb:            op.entry.verb,
 		Namespace:       ns,
 		APIGroup:        computev1alpha1.GroupVersion.Group,
 		APIVersion:      computev1alpha1.GroupVersion.Version,
@@ -121,10 +46,10 @@ func (op *operation) authorize(ns string) error {
 	// First without the name: one cached answer serves every instance of the
 	// namespace. Only when that is denied, with the name, for roles limited
 	// to some instances by resourceNames.
-	decision, _, err := op.s.authz.Authorize(op.r.Context(), attrs)
+	decision, _, err := op.s.authz.Authorize(ctx, attrs)
 	if err == nil && decision != authorizer.DecisionAllow && op.rt.id != "" && op.rt.valid && ns != "" {
 		attrs.Name = op.rt.id
-		decision, _, err = op.s.authz.Authorize(op.r.Context(), attrs)
+		decision, _, err = op.s.authz.Authorize(ctx, attrs)
 	}
 	if err != nil {
 		return fmt.Errorf("failed to authorize: %w", err)
@@ -295,22 +220,24 @@ func (op *operation) patch() error {
 	})
 }
 
-func (op *operation) setPowerState() error {
-	body, err := op.readBody(false, "application/json")
-	if err != nil {
-		return err
-	}
-	if len(strings.TrimSpace(string(body))) > 0 {
-		var empty map[string]json.RawMessage
-		if err := json.Unmarshal(body, &empty); err != nil {
-			return malformed(err)
+// setPowerState is the handler of a custom method asking for a power state.
+func setPowerState(want computev1alpha1.PowerState) func(*operation) error {
+	return func(op *operation) error {
+		body, err := op.readBody(false, "application/json")
+		if err != nil {
+			return err
 		}
-		for k := range empty {
-			return fieldError(truncate(k, 64), fmt.Sprintf("unknown field %q; :%s takes no fields", truncate(k, 64), op.rt.custom))
+		if len(strings.TrimSpace(string(body))) > 0 {
+			var empty map[string]json.RawMessage
+			if err := json.Unmarshal(body, &empty); err != nil {
+				return malformed(err)
+			}
+			for k := range empty {
+				return fieldError(truncate(k, 64), fmt.Sprintf("unknown field %q; :%s takes no fields", truncate(k, 64), op.rt.custom))
+			}
 		}
+		return op.update(func(in *computev1alpha1.Instance) { in.Spec.PowerState = want })
 	}
-	want := customPowerStates[op.rt.custom]
-	return op.update(func(in *computev1alpha1.Instance) { in.Spec.PowerState = want })
 }
 
 // update applies change to the live instance and writes it back, retrying on
@@ -417,7 +344,7 @@ func (op *operation) writeJSON(status int, v any) {
 		}
 	}()
 	if err := json.NewEncoder(buf).Encode(v); err != nil {
-		op.fail(fmt.Errorf("failed to encode the response: %w", err))
+		op.fail(op.w, fmt.Errorf("failed to encode the response: %w", err))
 		return
 	}
 	h := op.w.Header()
@@ -431,18 +358,18 @@ func (op *operation) writeJSON(status int, v any) {
 
 // fail answers an error with the envelope; errors that are not the API's own
 // are translated from the API server's answer, or logged and hidden as 500.
-func (op *operation) fail(err error) {
+func (op *operation) fail(w http.ResponseWriter, err error) {
 	var ae *apiError
 	if errors.As(err, &ae) {
-		writeError(op.w, ae)
+		writeError(w, ae)
 		return
 	}
 	if ae = op.fromKubernetes(err); ae != nil {
-		writeError(op.w, ae)
+		writeError(w, ae)
 		return
 	}
-	op.s.log(op.r).Error(err, "request failed")
-	writeError(op.w, internalError())
+	op.log().Error(err, "request failed")
+	writeError(w, internalError())
 }
 
 // fromKubernetes translates the API server's refusals into the envelope,
@@ -471,7 +398,7 @@ func (op *operation) fromKubernetes(err error) *apiError {
 	case apierrors.IsConflict(err):
 		return newError(http.StatusConflict, ReasonConflict, "the instance changed while it was being updated; try again", md)
 	case apierrors.IsTooManyRequests(err), apierrors.IsServerTimeout(err), apierrors.IsTimeout(err), apierrors.IsServiceUnavailable(err):
-		op.s.log(op.r).Error(err, "the API server is busy")
+		op.log().Error(err, "the API server is busy")
 		return newError(http.StatusServiceUnavailable, ReasonUnavailable, "the service is busy; try again later", nil)
 	}
 	return nil
