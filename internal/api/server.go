@@ -43,6 +43,9 @@ type Server struct {
 	// instanceStore is the instance informer's store, read without a copy on
 	// the GET path; nil when the cache does not expose it (then cache reads).
 	instanceStore toolscache.Indexer
+	// encodings keeps the API JSON of instanceStore's objects; nil encodes
+	// every answer afresh.
+	encodings *encodedCache
 	authn         authenticator.Request
 	authz         authorizer.Authorizer
 	rate          *rateLimiter
@@ -85,6 +88,10 @@ func AddToManager(mgr manager.Manager, opts Options) (*Server, error) {
 	}
 	if withIndexer, ok := instances.(interface{ GetIndexer() toolscache.Indexer }); ok {
 		s.instanceStore = withIndexer.GetIndexer()
+		s.encodings = &encodedCache{store: s.instanceStore}
+		if _, err := instances.AddEventHandler(toolscache.ResourceEventHandlerFuncs{DeleteFunc: s.encodings.forget}); err != nil {
+			return nil, fmt.Errorf("failed to watch instance deletes: %w", err)
+		}
 	}
 	// The manager's own readiness probe reports the API's too.
 	if err := mgr.AddReadyzCheck("api", func(*http.Request) error {
