@@ -46,10 +46,10 @@ type Server struct {
 	// encodings keeps the API JSON of instanceStore's objects; nil encodes
 	// every answer afresh.
 	encodings *encodedCache
-	authn         authenticator.Request
-	authz         authorizer.Authorizer
-	rate          *rateLimiter
-	base          logr.Logger
+	authn     authenticator.Request
+	authz     authorizer.Authorizer
+	rate      *rateLimiter
+	base      logr.Logger
 
 	ready     atomic.Bool
 	listening chan struct{}
