@@ -2,11 +2,15 @@ package api
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"time"
 
+	utilcache "k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/apimachinery/pkg/util/wait"
 	apiserverapi "k8s.io/apiserver/pkg/apis/apiserver"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
@@ -88,18 +92,96 @@ func newOIDC(ctx context.Context, o *Options) (authenticator.Token, error) {
 	return a, nil
 }
 
-// newAuthorizer asks the cluster by SubjectAccessReview and caches the answers.
+// newAuthorizer asks the cluster by SubjectAccessReview; decisionCache
+// remembers the answers.
 func newAuthorizer(o *Options, cs kubernetes.Interface) (authorizer.Authorizer, error) {
 	a, err := authorizerfactory.DelegatingAuthorizerConfig{
 		SubjectAccessReviewClient: cs.AuthorizationV1(),
-		AllowCacheTTL:             o.AuthzAllowTTL,
-		DenyCacheTTL:              o.AuthzDenyTTL,
-		WebhookRetryBackoff:       &webhookBackoff,
+		// decisionCache keeps the answers for the configured TTLs; a second
+		// cache behind it would let an answer live for both.
+		AllowCacheTTL:       0,
+		DenyCacheTTL:        0,
+		WebhookRetryBackoff: &webhookBackoff,
 	}.New()
 	if err != nil {
 		return nil, fmt.Errorf("failed to set up SubjectAccessReview authorization: %w", err)
 	}
-	return a, nil
+	return newDecisionCache(a, o.AuthzAllowTTL, o.AuthzDenyTTL), nil
+}
+
+// decisionCache answers a question asked in the last TTL from memory. The
+// delegating authorizer's own cache builds a SubjectAccessReview and
+// marshals it to JSON for its key on every request, which cost more than
+// the rest of a cached GET; this key is the question's fields, length-prefixed.
+type decisionCache struct {
+	authorizer.Authorizer
+	allowTTL, denyTTL time.Duration
+	answers           *utilcache.LRUExpireCache
+}
+
+type decision struct {
+	decision authorizer.Decision
+	reason   string
+}
+
+func newDecisionCache(a authorizer.Authorizer, allowTTL, denyTTL time.Duration) *decisionCache {
+	return &decisionCache{Authorizer: a, allowTTL: allowTTL, denyTTL: denyTTL, answers: utilcache.NewLRUExpireCache(8192)}
+}
+
+func (c *decisionCache) Authorize(ctx context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
+	key := decisionKey(a)
+	if v, ok := c.answers.Get(key); ok {
+		d := v.(decision)
+		return d.decision, d.reason, nil
+	}
+	d, reason, err := c.Authorizer.Authorize(ctx, a)
+	if err != nil {
+		return d, reason, err
+	}
+	ttl := c.denyTTL
+	if d == authorizer.DecisionAllow {
+		ttl = c.allowTTL
+	}
+	if ttl > 0 {
+		c.answers.Add(key, decision{d, reason}, ttl)
+	}
+	return d, reason, nil
+}
+
+// decisionKey is every field of a that a SubjectAccessReview carries, each
+// length-prefixed so that no value can pose as two.
+func decisionKey(a authorizer.Attributes) string {
+	b := make([]byte, 0, 256)
+	add := func(s string) {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	if u := a.GetUser(); u != nil {
+		add(u.GetName())
+		add(u.GetUID())
+		groups := u.GetGroups()
+		b = binary.AppendUvarint(b, uint64(len(groups)))
+		for _, g := range groups {
+			add(g)
+		}
+		extra := u.GetExtra()
+		b = binary.AppendUvarint(b, uint64(len(extra)))
+		for _, k := range slices.Sorted(maps.Keys(extra)) {
+			add(k)
+			b = binary.AppendUvarint(b, uint64(len(extra[k])))
+			for _, v := range extra[k] {
+				add(v)
+			}
+		}
+	}
+	for _, s := range []string{a.GetVerb(), a.GetNamespace(), a.GetAPIGroup(), a.GetAPIVersion(), a.GetResource(),
+		a.GetSubresource(), a.GetName(), a.GetPath()} {
+		add(s)
+	}
+	if a.IsResourceRequest() {
+		b = append(b, 1)
+	}
+	return string(b)
 }
 
 // authenticate returns the caller, or the 401 to answer.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -121,13 +122,34 @@ func validRequestID(id string) bool {
 	return true
 }
 
+// requestIDPrefix makes this process's request IDs unlike another's; a
+// counter makes them unlike each other, without reading the system's
+// randomness for each request.
+var (
+	requestIDPrefix = func() string {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		return hex.EncodeToString(b[:])
+	}()
+	requestIDCounter atomic.Uint64
+)
+
+// newRequestID is 32 hex digits: the process's prefix and a counter.
+func newRequestID() string {
+	b := make([]byte, 0, 32)
+	b = append(b, requestIDPrefix...)
+	n := requestIDCounter.Add(1)
+	for shift := 60; shift >= 0; shift -= 4 {
+		b = append(b, "0123456789abcdef"[(n>>uint(shift))&0xf])
+	}
+	return string(b)
+}
+
 func (s *Server) withRequestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-Id")
 		if !validRequestID(id) {
-			var b [16]byte
-			_, _ = rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
+			id = newRequestID()
 		}
 		w.Header().Set("X-Request-Id", id)
 		op := &operation{s: s, id: id, label: "other"}

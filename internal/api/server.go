@@ -46,10 +46,12 @@ type Server struct {
 	// encodings keeps the API JSON of instanceStore's objects; nil encodes
 	// every answer afresh.
 	encodings *encodedCache
-	authn     authenticator.Request
-	authz     authorizer.Authorizer
-	rate      *rateLimiter
-	base      logr.Logger
+	// scopes remembers which namespace serves a project; nil looks each up.
+	scopes *scopeCache
+	authn  authenticator.Request
+	authz  authorizer.Authorizer
+	rate   *rateLimiter
+	base   logr.Logger
 
 	ready     atomic.Bool
 	listening chan struct{}
@@ -70,7 +72,8 @@ func AddToManager(mgr manager.Manager, opts Options) (*Server, error) {
 	}
 	// Ask for the informers now, so they sync with the cache before the
 	// server reports ready instead of on the first request.
-	if _, err := mgr.GetCache().GetInformer(ctx, &corev1.Namespace{}, cache.BlockUntilSynced(false)); err != nil {
+	namespaces, err := mgr.GetCache().GetInformer(ctx, &corev1.Namespace{}, cache.BlockUntilSynced(false))
+	if err != nil {
 		return nil, fmt.Errorf("failed to get the namespace informer: %w", err)
 	}
 	instances, err := mgr.GetCache().GetInformer(ctx, &computev1alpha1.Instance{}, cache.BlockUntilSynced(false))
@@ -85,6 +88,10 @@ func AddToManager(mgr manager.Manager, opts Options) (*Server, error) {
 		rate:       newRateLimiter(opts.RateLimit, opts.RateBurst),
 		base:       ctrl.Log.WithName("api"),
 		listening:  make(chan struct{}),
+		scopes:     newScopeCache(),
+	}
+	if _, err := namespaces.AddEventHandler(s.scopes.handler()); err != nil {
+		return nil, fmt.Errorf("failed to watch namespaces: %w", err)
 	}
 	if withIndexer, ok := instances.(interface{ GetIndexer() toolscache.Indexer }); ok {
 		s.instanceStore = withIndexer.GetIndexer()
