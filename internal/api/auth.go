@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"maps"
@@ -17,11 +18,11 @@ import (
 	"k8s.io/apiserver/pkg/authentication/authenticatorfactory"
 	"k8s.io/apiserver/pkg/authentication/group"
 	"k8s.io/apiserver/pkg/authentication/request/bearertoken"
-	unionrequest "k8s.io/apiserver/pkg/authentication/request/union"
-	tokencache "k8s.io/apiserver/pkg/authentication/token/cache"
+	tokenunion "k8s.io/apiserver/pkg/authentication/token/union"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
 	"k8s.io/apiserver/plugin/pkg/authenticator/token/oidc"
+	webhooktoken "k8s.io/apiserver/plugin/pkg/authenticator/token/webhook"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -29,28 +30,68 @@ import (
 // calls, the one aggregated API servers use.
 var webhookBackoff = wait.Backoff{Duration: 500 * time.Millisecond, Factor: 1.5, Jitter: 0.2, Steps: 5}
 
-// newAuthenticator chains OIDC (when configured) before the cluster's
-// TokenReview; each caches its answers for AuthnCacheTTL.
+// newAuthenticator tries OIDC (when configured), then the cluster's
+// TokenReview, k8s.io/apiserver's own authenticators; tokenCache keeps their
+// answers for AuthnCacheTTL.
 func newAuthenticator(ctx context.Context, o *Options, cs kubernetes.Interface) (authenticator.Request, error) {
-	var chain []authenticator.Request
+	var tokens []authenticator.Token
 	if o.OIDCIssuerURL != "" {
 		oidcAuth, err := newOIDC(ctx, o)
 		if err != nil {
 			return nil, err
 		}
-		chain = append(chain, bearertoken.New(tokencache.New(oidcAuth, false, o.AuthnCacheTTL, o.AuthnCacheTTL)))
+		tokens = append(tokens, oidcAuth)
 	}
-	delegating, _, err := authenticatorfactory.DelegatingAuthenticatorConfig{
-		TokenAccessReviewClient:  cs.AuthenticationV1(),
-		TokenAccessReviewTimeout: 10 * time.Second,
-		WebhookRetryBackoff:      &webhookBackoff,
-		CacheTTL:                 o.AuthnCacheTTL,
-	}.New()
+	authenticatorfactory.RegisterMetrics()
+	review, err := webhooktoken.NewFromInterface(cs.AuthenticationV1(), nil, webhookBackoff, 10*time.Second,
+		webhooktoken.AuthenticatorMetrics{
+			RecordRequestTotal:   authenticatorfactory.RecordRequestTotal,
+			RecordRequestLatency: authenticatorfactory.RecordRequestLatency,
+		})
 	if err != nil {
 		return nil, fmt.Errorf("failed to set up TokenReview authentication: %w", err)
 	}
-	chain = append(chain, delegating)
-	return group.NewAuthenticatedGroupAdder(unionrequest.New(chain...)), nil
+	tokens = append(tokens, review)
+	cached := newTokenCache(tokenunion.New(tokens...), o.AuthnCacheTTL)
+	return group.NewAuthenticatedGroupAdder(bearertoken.New(cached)), nil
+}
+
+// tokenCache remembers a token's answer, whether it authenticated or not,
+// for ttl. It stands in for k8s.io/apiserver's token cache, whose HMAC key
+// and statistics cost more than the rest of a cached GET. The key is the
+// token's SHA-256, so the cache holds no token; concurrent first uses of a
+// token each ask (the API's clients reuse a token, so that is once).
+type tokenCache struct {
+	authenticator.Token
+	ttl     time.Duration
+	answers *utilcache.LRUExpireCache
+}
+
+type tokenAnswer struct {
+	resp *authenticator.Response
+	ok   bool
+	err  error
+}
+
+func newTokenCache(inner authenticator.Token, ttl time.Duration) *tokenCache {
+	return &tokenCache{Token: inner, ttl: ttl, answers: utilcache.NewLRUExpireCache(8192)}
+}
+
+func (c *tokenCache) AuthenticateToken(ctx context.Context, token string) (*authenticator.Response, bool, error) {
+	if c.ttl <= 0 {
+		return c.Token.AuthenticateToken(ctx, token)
+	}
+	key := sha256.Sum256([]byte(token))
+	if v, ok := c.answers.Get(key); ok {
+		a := v.(tokenAnswer)
+		return a.resp, a.ok, a.err
+	}
+	resp, ok, err := c.Token.AuthenticateToken(ctx, token)
+	// An answer cut short by the request's end says nothing of the token.
+	if ctx.Err() == nil {
+		c.answers.Add(key, tokenAnswer{resp, ok, err}, c.ttl)
+	}
+	return resp, ok, err
 }
 
 // maxTokenBytes bounds the tokens passed on to the authenticators: no real
@@ -166,18 +207,31 @@ func decisionKey(a authorizer.Attributes) string {
 		}
 		extra := u.GetExtra()
 		b = binary.AppendUvarint(b, uint64(len(extra)))
-		for _, k := range slices.Sorted(maps.Keys(extra)) {
+		addExtra := func(k string) {
 			add(k)
 			b = binary.AppendUvarint(b, uint64(len(extra[k])))
 			for _, v := range extra[k] {
 				add(v)
 			}
 		}
+		if len(extra) == 1 {
+			for k := range extra {
+				addExtra(k)
+			}
+		} else {
+			for _, k := range slices.Sorted(maps.Keys(extra)) {
+				addExtra(k)
+			}
+		}
 	}
-	for _, s := range []string{a.GetVerb(), a.GetNamespace(), a.GetAPIGroup(), a.GetAPIVersion(), a.GetResource(),
-		a.GetSubresource(), a.GetName(), a.GetPath()} {
-		add(s)
-	}
+	add(a.GetVerb())
+	add(a.GetNamespace())
+	add(a.GetAPIGroup())
+	add(a.GetAPIVersion())
+	add(a.GetResource())
+	add(a.GetSubresource())
+	add(a.GetName())
+	add(a.GetPath())
 	if a.IsResourceRequest() {
 		b = append(b, 1)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -243,11 +244,57 @@ func (s *Server) withDeadline(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout)
-		defer cancel()
+		ctx := &lazyDeadline{Context: r.Context(), deadline: time.Now().Add(s.opts.RequestTimeout)}
+		defer ctx.stop()
 		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
+
+// lazyDeadline is context.WithDeadline whose timer starts only when someone
+// waits on it (Done or Err): a GET answered from memory never does, and a
+// runtime timer per request was a tenth of such a GET's cost.
+type lazyDeadline struct {
+	context.Context // the parent
+	deadline        time.Time
+
+	once   sync.Once
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (c *lazyDeadline) start() {
+	c.once.Do(func() { c.ctx, c.cancel = context.WithDeadline(c.Context, c.deadline) })
+}
+
+func (c *lazyDeadline) Deadline() (time.Time, bool) {
+	if d, ok := c.Context.Deadline(); ok && d.Before(c.deadline) {
+		return d, true
+	}
+	return c.deadline, true
+}
+
+func (c *lazyDeadline) Done() <-chan struct{} {
+	c.start()
+	return c.ctx.Done()
+}
+
+func (c *lazyDeadline) Err() error {
+	c.start()
+	return c.ctx.Err()
+}
+
+// stop ends the context when the request is served; one never started
+// becomes one already canceled, with no timer made for it.
+func (c *lazyDeadline) stop() {
+	c.once.Do(func() { c.ctx, c.cancel = canceledContext, func() {} })
+	c.cancel()
+}
+
+var canceledContext = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
 
 func (s *Server) withAuthentication(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
