@@ -16,9 +16,9 @@ import (
 	apiserverapi "k8s.io/apiserver/pkg/apis/apiserver"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/authenticatorfactory"
-	"k8s.io/apiserver/pkg/authentication/group"
 	"k8s.io/apiserver/pkg/authentication/request/bearertoken"
 	tokenunion "k8s.io/apiserver/pkg/authentication/token/union"
+	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
 	"k8s.io/apiserver/plugin/pkg/authenticator/token/oidc"
@@ -52,12 +52,13 @@ func newAuthenticator(ctx context.Context, o *Options, cs kubernetes.Interface) 
 		return nil, fmt.Errorf("failed to set up TokenReview authentication: %w", err)
 	}
 	tokens = append(tokens, review)
-	cached := newTokenCache(tokenunion.New(tokens...), o.AuthnCacheTTL)
-	return group.NewAuthenticatedGroupAdder(bearertoken.New(cached)), nil
+	return bearertoken.New(newTokenCache(tokenunion.New(tokens...), o.AuthnCacheTTL)), nil
 }
 
 // tokenCache remembers a token's answer, whether it authenticated or not,
-// for ttl. It stands in for k8s.io/apiserver's token cache, whose HMAC key
+// for ttl, with system:authenticated among the groups of a user (what
+// group.AuthenticatedGroupAdder does per request). The same token thus
+// gives the same user.Info for ttl, which decisionCache keys by. It stands in for k8s.io/apiserver's token cache, whose HMAC key
 // and statistics cost more than the rest of a cached GET. The key is the
 // token's SHA-256, so the cache holds no token; concurrent first uses of a
 // token each ask (the API's clients reuse a token, so that is once).
@@ -87,11 +88,29 @@ func (c *tokenCache) AuthenticateToken(ctx context.Context, token string) (*auth
 		return a.resp, a.ok, a.err
 	}
 	resp, ok, err := c.Token.AuthenticateToken(ctx, token)
+	if ok {
+		resp = withAuthenticatedGroup(resp)
+	}
 	// An answer cut short by the request's end says nothing of the token.
 	if ctx.Err() == nil {
 		c.answers.Add(key, tokenAnswer{resp, ok, err}, c.ttl)
 	}
 	return resp, ok, err
+}
+
+// withAuthenticatedGroup adds system:authenticated to the groups of an
+// authenticated user that lacks it, as group.AuthenticatedGroupAdder does.
+func withAuthenticatedGroup(resp *authenticator.Response) *authenticator.Response {
+	u := resp.User
+	if u.GetName() == user.Anonymous || slices.Contains(u.GetGroups(), user.AllAuthenticated) {
+		return resp
+	}
+	out := *resp
+	out.User = &user.DefaultInfo{
+		Name: u.GetName(), UID: u.GetUID(), Extra: u.GetExtra(),
+		Groups: append(slices.Clip(u.GetGroups()), user.AllAuthenticated),
+	}
+	return &out
 }
 
 // maxTokenBytes bounds the tokens passed on to the authenticators: no real
@@ -170,7 +189,14 @@ func newDecisionCache(a authorizer.Authorizer, allowTTL, denyTTL time.Duration) 
 }
 
 func (c *decisionCache) Authorize(ctx context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
-	key := decisionKey(a)
+	var key any
+	if u, ok := a.GetUser().(*user.DefaultInfo); ok && a.IsResourceRequest() && a.GetPath() == "" {
+		// The token cache hands out one user.Info per token and TTL: its
+		// address stands for all of its fields.
+		key = sameUserKey{u, a.GetVerb(), a.GetNamespace(), a.GetAPIGroup(), a.GetAPIVersion(), a.GetResource(), a.GetSubresource(), a.GetName()}
+	} else {
+		key = decisionKey(a)
+	}
 	if v, ok := c.answers.Get(key); ok {
 		d := v.(decision)
 		return d.decision, d.reason, nil
@@ -187,6 +213,12 @@ func (c *decisionCache) Authorize(ctx context.Context, a authorizer.Attributes) 
 		c.answers.Add(key, decision{d, reason}, ttl)
 	}
 	return d, reason, nil
+}
+
+// sameUserKey is a question about resources asked by one user.Info.
+type sameUserKey struct {
+	user                                                               *user.DefaultInfo
+	verb, namespace, apiGroup, apiVersion, resource, subresource, name string
 }
 
 // decisionKey is every field of a that a SubjectAccessReview carries, each

@@ -434,17 +434,25 @@ func (op *operation) writeBody(status int, body []byte, etag string) {
 		op.writeNotModified(etag)
 		return
 	}
+	// Assigned, not Set: the keys are canonical and the constant values
+	// shared, which spares a canonicalization and an allocation each.
 	h := op.w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h["Content-Type"] = headerJSON
+	h["X-Content-Type-Options"] = headerNosniff
+	h["Cache-Control"] = headerNoStore
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	if etag != "" {
-		h.Set("ETag", etag)
+		h["Etag"] = []string{etag}
 	}
 	op.w.WriteHeader(status)
 	_, _ = op.w.Write(body)
 }
+
+var (
+	headerJSON    = []string{"application/json"}
+	headerNosniff = []string{"nosniff"}
+	headerNoStore = []string{"no-store"}
+)
 
 // writeNotModified is the 304 of a GET whose If-None-Match names etag.
 func (op *operation) writeNotModified(etag string) {
