@@ -100,8 +100,21 @@ func (b *bench) getBenchmark(ctx context.Context, r *report) error {
 		{"apiserver", apiserver, func(name string) string { return apiserverBase + "/" + name }},
 		{"bare", bare, func(name string) string { return floorURL + projectPath + "/" + name }},
 	}
+	// BENCH_CPU_PROFILE keeps the manager's CPU profile of the GET rounds
+	// at 64 clients, for go tool pprof: where the API's time goes.
 	for _, c := range []int{1, 16, 64} {
+		var profileDone chan error
+		if path := os.Getenv("BENCH_CPU_PROFILE"); path != "" && c == 64 {
+			profileDone = make(chan error, 1)
+			seconds := max(1, int(b.s.GetDuration.Seconds())*len(targets))
+			go func() { profileDone <- b.saveProfile(ctx, fmt.Sprintf("profile?seconds=%d", seconds), path) }()
+		}
 		results, err := b.alternate(ctx, targets, names, c)
+		if profileDone != nil {
+			if perr := <-profileDone; perr != nil && err == nil {
+				err = perr
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -532,10 +545,16 @@ func kilo(n int) string {
 // saveHeapProfile writes the manager's heap profile to path, for
 // `go tool pprof` (BENCH_HEAP_PROFILE).
 func (b *bench) saveHeapProfile(ctx context.Context, path string) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.pprofURL, nil)
+	return b.saveProfile(ctx, "heap", path)
+}
+
+// saveProfile writes the manager's pprof profile of the given name (and
+// query) to path.
+func (b *bench) saveProfile(ctx context.Context, profile, path string) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(b.pprofURL, "heap")+profile, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("failed to get the manager's heap profile: %w", err)
+		return fmt.Errorf("failed to get the manager's %s profile: %w", profile, err)
 	}
 	defer resp.Body.Close()
 	f, err := os.Create(path)

@@ -112,23 +112,23 @@ func (b bound) String() string {
 func targets(short bool) map[string]bound {
 	if short {
 		return map[string]bound{
-			"facade_vs_bare_rps_ratio_c1":          atLeast(0.5),
-			"facade_vs_bare_rps_ratio_c64":         atLeast(0.5),
-			"facade_vs_bare_p99_ratio_c64":         atMost(3),
-			"facade_vs_apiserver_rps_ratio_c64":    atLeast(4),
+			"facade_vs_bare_rps_ratio_c1":           atLeast(0.5),
+			"facade_vs_bare_rps_ratio_c64":          atLeast(0.5),
+			"facade_vs_bare_p99_ratio_c64":          atMost(3),
+			"facade_vs_apiserver_rps_ratio_c64":     atLeast(4),
 			"facade_vs_apiserver_list500_p99_ratio": atMost(1),
-			"converge_vs_floor_ratio":              atMost(2.5),
-			"manager_rss_mib_1k":                   atMost(150),
+			"converge_vs_floor_ratio":               atMost(2.5),
+			"manager_rss_mib_1k":                    atMost(150),
 		}
 	}
 	return map[string]bound{
-		"facade_vs_bare_rps_ratio_c1":          atLeast(0.8),
-		"facade_vs_bare_rps_ratio_c64":         atLeast(0.8),
-		"facade_vs_bare_p99_ratio_c64":         atMost(1.5),
-		"facade_vs_apiserver_rps_ratio_c64":    atLeast(10),
+		"facade_vs_bare_rps_ratio_c1":           atLeast(0.8),
+		"facade_vs_bare_rps_ratio_c64":          atLeast(0.8),
+		"facade_vs_bare_p99_ratio_c64":          atMost(1.5),
+		"facade_vs_apiserver_rps_ratio_c64":     atLeast(10),
 		"facade_vs_apiserver_list500_p99_ratio": atMost(0.5),
-		"converge_vs_floor_ratio":              atMost(1.5),
-		"manager_rss_mib_10k":                  atMost(150),
+		"converge_vs_floor_ratio":               atMost(1.5),
+		"manager_rss_mib_10k":                   atMost(150),
 	}
 }
 
@@ -155,12 +155,12 @@ func run() error {
 	devstack.SetProgramLogger()
 	n := load.EnvInt("BENCH_N", 2000)
 	s := settings{
-		N:            n,
-		MemN:         load.EnvInt("BENCH_MEM_N", 5*n),
-		GetInstances: min(100, n),
-		GetDuration:  time.Duration(load.EnvInt("BENCH_GET_SECONDS", 4)) * time.Second,
-		Concurrency:  load.EnvInt("BENCH_CONCURRENCY", 16),
-		Creators:     load.EnvInt("BENCH_CREATORS", 64),
+		N:             n,
+		MemN:          load.EnvInt("BENCH_MEM_N", 5*n),
+		GetInstances:  min(100, n),
+		GetDuration:   time.Duration(load.EnvInt("BENCH_GET_SECONDS", 4)) * time.Second,
+		Concurrency:   load.EnvInt("BENCH_CONCURRENCY", 16),
+		Creators:      load.EnvInt("BENCH_CREATORS", 64),
 		ListInstances: 500,
 		Short:         os.Getenv("BENCH_SHORT") != "",
 	}
