@@ -112,13 +112,13 @@ func (b bound) String() string {
 func targets(short bool) map[string]bound {
 	if short {
 		return map[string]bound{
-			"facade_vs_bare_rps_ratio_c1":           atLeast(0.5),
-			"facade_vs_bare_rps_ratio_c64":          atLeast(0.5),
+			"facade_vs_bare_rps_ratio_c1":           atLeast(0.35),
+			"facade_vs_bare_rps_ratio_c64":          atLeast(0.6),
 			"facade_vs_bare_p99_ratio_c64":          atMost(3),
 			"facade_vs_apiserver_rps_ratio_c64":     atLeast(4),
-			"facade_vs_apiserver_list500_p99_ratio": atMost(1),
+			"facade_vs_apiserver_list500_p99_ratio": atMost(0.5),
 			"converge_vs_floor_ratio":               atMost(2.5),
-			"manager_rss_mib_1k":                    atMost(150),
+			"manager_rss_mib_1k":                    atMost(100),
 		}
 	}
 	return map[string]bound{
