@@ -6,9 +6,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	utilcache "k8s.io/apimachinery/pkg/util/cache"
@@ -61,7 +63,9 @@ func newAuthenticator(ctx context.Context, o *Options, cs kubernetes.Interface) 
 // gives the same user.Info for ttl, which decisionCache keys by. It stands in for k8s.io/apiserver's token cache, whose HMAC key
 // and statistics cost more than the rest of a cached GET. The key is the
 // token's SHA-256, so the cache holds no token; concurrent first uses of a
-// token each ask (the API's clients reuse a token, so that is once).
+// token each ask (the API's clients reuse a token, so that is once). A
+// connection remembers its last token and answer (connectionToken), so
+// the same token on a kept-alive connection costs a comparison.
 type tokenCache struct {
 	authenticator.Token
 	ttl     time.Duration
@@ -69,9 +73,27 @@ type tokenCache struct {
 }
 
 type tokenAnswer struct {
-	resp *authenticator.Response
-	ok   bool
-	err  error
+	resp    *authenticator.Response
+	ok      bool
+	err     error
+	expires time.Time
+}
+
+// connectionToken is a connection's last token and its answer, so that a
+// client that sends the same token on a kept-alive connection is not hashed
+// again. It holds the token as long as the connection, which carries it on
+// every request anyway, and never past the shared answer's expiry.
+type connectionToken struct {
+	token string
+	tokenAnswer
+}
+
+type connectionTokenKey struct{}
+
+// withConnectionToken gives a connection's context its token memo (the
+// http.Server's ConnContext).
+func withConnectionToken(ctx context.Context, _ net.Conn) context.Context {
+	return context.WithValue(ctx, connectionTokenKey{}, new(atomic.Pointer[connectionToken]))
 }
 
 func newTokenCache(inner authenticator.Token, ttl time.Duration) *tokenCache {
@@ -82,20 +104,33 @@ func (c *tokenCache) AuthenticateToken(ctx context.Context, token string) (*auth
 	if c.ttl <= 0 {
 		return c.Token.AuthenticateToken(ctx, token)
 	}
+	now := time.Now()
+	memo, _ := ctx.Value(connectionTokenKey{}).(*atomic.Pointer[connectionToken])
+	if memo != nil {
+		if m := memo.Load(); m != nil && m.token == token && now.Before(m.expires) {
+			return m.resp, m.ok, m.err
+		}
+	}
 	key := sha256.Sum256([]byte(token))
+	a, found := tokenAnswer{}, false
 	if v, ok := c.answers.Get(key); ok {
-		a := v.(tokenAnswer)
-		return a.resp, a.ok, a.err
+		a, found = v.(tokenAnswer), true
+	} else {
+		a.resp, a.ok, a.err = c.Token.AuthenticateToken(ctx, token)
+		if a.ok {
+			a.resp = withAuthenticatedGroup(a.resp)
+		}
+		a.expires = now.Add(c.ttl)
+		// An answer cut short by the request's end says nothing of the token.
+		found = ctx.Err() == nil
+		if found {
+			c.answers.Add(key, a, c.ttl)
+		}
 	}
-	resp, ok, err := c.Token.AuthenticateToken(ctx, token)
-	if ok {
-		resp = withAuthenticatedGroup(resp)
+	if memo != nil && found {
+		memo.Store(&connectionToken{token: token, tokenAnswer: a})
 	}
-	// An answer cut short by the request's end says nothing of the token.
-	if ctx.Err() == nil {
-		c.answers.Add(key, tokenAnswer{resp, ok, err}, c.ttl)
-	}
-	return resp, ok, err
+	return a.resp, a.ok, a.err
 }
 
 // withAuthenticatedGroup adds system:authenticated to the groups of an

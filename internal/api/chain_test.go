@@ -3,8 +3,14 @@ package api
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authentication/user"
 )
 
 // TestLazyDeadline: the request's deadline context acts as WithDeadline's:
@@ -49,4 +55,44 @@ func TestLazyDeadline(t *testing.T) {
 		t.Errorf("Deadline = %v, later than the parent's", d)
 	}
 	nested.stop()
+}
+
+// countingTokens authenticates "good-*" tokens and counts the questions.
+type countingTokens struct{ asked atomic.Int32 }
+
+func (c *countingTokens) AuthenticateToken(_ context.Context, token string) (*authenticator.Response, bool, error) {
+	c.asked.Add(1)
+	if strings.HasPrefix(token, "good-") {
+		return &authenticator.Response{User: &user.DefaultInfo{Name: token}}, true, nil
+	}
+	return nil, false, nil
+}
+
+// TestTokenCache: a token is asked about once per TTL, across connections
+// and on one; the answer carries system:authenticated; a connection's memo
+// does not outlive the shared answer nor serve another token.
+func TestTokenCache(t *testing.T) {
+	inner := &countingTokens{}
+	c := newTokenCache(inner, 200*time.Millisecond)
+	conn1 := withConnectionToken(context.Background(), nil)
+	conn2 := withConnectionToken(context.Background(), nil)
+	for _, ctx := range []context.Context{conn1, conn1, conn2, context.Background()} {
+		resp, ok, err := c.AuthenticateToken(ctx, "good-alice")
+		if !ok || err != nil || resp.User.GetName() != "good-alice" || !slices.Contains(resp.User.GetGroups(), user.AllAuthenticated) {
+			t.Fatalf("answer %+v %v %v", resp, ok, err)
+		}
+	}
+	if n := inner.asked.Load(); n != 1 {
+		t.Fatalf("asked %d times within the TTL, want 1", n)
+	}
+	if _, ok, _ := c.AuthenticateToken(conn1, "bad-token"); ok {
+		t.Fatal("a connection's memo answered for another token")
+	}
+	if _, ok, _ := c.AuthenticateToken(conn1, "bad-token"); ok || inner.asked.Load() != 2 {
+		t.Fatalf("a refused token was asked about again within the TTL (%d)", inner.asked.Load())
+	}
+	time.Sleep(250 * time.Millisecond)
+	if _, ok, _ := c.AuthenticateToken(conn1, "good-alice"); !ok || inner.asked.Load() != 3 {
+		t.Fatalf("after the TTL the token was not asked about again (%d)", inner.asked.Load())
+	}
 }
