@@ -3,6 +3,8 @@ package api
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -94,5 +96,33 @@ func TestTokenCache(t *testing.T) {
 	time.Sleep(250 * time.Millisecond)
 	if _, ok, _ := c.AuthenticateToken(conn1, "good-alice"); !ok || inner.asked.Load() != 3 {
 		t.Fatalf("after the TTL the token was not asked about again (%d)", inner.asked.Load())
+	}
+}
+
+// TestWithRouteAlone: the route step by itself answers 404 and 405 (Allow
+// from the route table) and passes a routed request on with its operation.
+func TestWithRouteAlone(t *testing.T) {
+	s := &Server{base: srv.base}
+	var passed *operation
+	h := s.withRequestID(s.withRoute(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		passed = s.opOf(r)
+	})))
+	serve := func(method, path string) *httptest.ResponseRecorder {
+		passed = nil
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+		return rec
+	}
+	if rec := serve(http.MethodGet, "/v1/regions/r/projects/p/compute/gadgets"); rec.Code != http.StatusNotFound || passed != nil {
+		t.Errorf("unknown route: %d, passed %v", rec.Code, passed != nil)
+	}
+	if rec := serve(http.MethodPut, "/v1/regions/r/projects/p/compute/instances/x"); rec.Code != http.StatusMethodNotAllowed ||
+		rec.Header().Get("Allow") != "GET, PATCH, DELETE" || passed != nil {
+		t.Errorf("PUT: %d, Allow %q, passed %v", rec.Code, rec.Header().Get("Allow"), passed != nil)
+	}
+	serve(http.MethodPost, "/v1/regions/r/projects/p/compute/instances/x:suspend")
+	if passed == nil || passed.entry.operationID != "suspendInstance" || passed.entry.verb != "patch" ||
+		passed.rt.id != "x" || passed.label != instanceTemplate+":suspend" {
+		t.Fatalf("the routed operation is %+v", passed)
 	}
 }
