@@ -107,7 +107,7 @@ bench-reconciler: control-plane ## Print seconds for 1000 instances created at o
 
 .PHONY: bench-short
 bench-short: ## The short form of make bench that CI runs (small N, short reads).
-	$(MAKE) bench BENCH_N=200 BENCH_GET_SECONDS=1
+	$(MAKE) bench BENCH_N=200 BENCH_GET_SECONDS=1 BENCH_SHORT=1
 
 .PHONY: test-reliability
 test-reliability: control-plane ## Crash, fault, hostile-client and fuzz checks (RELIABILITY_N=500 by default).

@@ -2,22 +2,29 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
+	"maps"
+	"net"
 	"net/http"
 	"os"
+	"slices"
+	"sync/atomic"
 	"time"
 
+	utilcache "k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/apimachinery/pkg/util/wait"
 	apiserverapi "k8s.io/apiserver/pkg/apis/apiserver"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/authenticatorfactory"
-	"k8s.io/apiserver/pkg/authentication/group"
 	"k8s.io/apiserver/pkg/authentication/request/bearertoken"
-	unionrequest "k8s.io/apiserver/pkg/authentication/request/union"
-	tokencache "k8s.io/apiserver/pkg/authentication/token/cache"
+	tokenunion "k8s.io/apiserver/pkg/authentication/token/union"
+	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
 	"k8s.io/apiserver/plugin/pkg/authenticator/token/oidc"
+	webhooktoken "k8s.io/apiserver/plugin/pkg/authenticator/token/webhook"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -25,28 +32,120 @@ import (
 // calls, the one aggregated API servers use.
 var webhookBackoff = wait.Backoff{Duration: 500 * time.Millisecond, Factor: 1.5, Jitter: 0.2, Steps: 5}
 
-// newAuthenticator chains OIDC (when configured) before the cluster's
-// TokenReview; each caches its answers for AuthnCacheTTL.
+// newAuthenticator tries OIDC (when configured), then the cluster's
+// TokenReview, k8s.io/apiserver's own authenticators; tokenCache keeps their
+// answers for AuthnCacheTTL.
 func newAuthenticator(ctx context.Context, o *Options, cs kubernetes.Interface) (authenticator.Request, error) {
-	var chain []authenticator.Request
+	var tokens []authenticator.Token
 	if o.OIDCIssuerURL != "" {
 		oidcAuth, err := newOIDC(ctx, o)
 		if err != nil {
 			return nil, err
 		}
-		chain = append(chain, bearertoken.New(tokencache.New(oidcAuth, false, o.AuthnCacheTTL, o.AuthnCacheTTL)))
+		tokens = append(tokens, oidcAuth)
 	}
-	delegating, _, err := authenticatorfactory.DelegatingAuthenticatorConfig{
-		TokenAccessReviewClient:  cs.AuthenticationV1(),
-		TokenAccessReviewTimeout: 10 * time.Second,
-		WebhookRetryBackoff:      &webhookBackoff,
-		CacheTTL:                 o.AuthnCacheTTL,
-	}.New()
+	authenticatorfactory.RegisterMetrics()
+	review, err := webhooktoken.NewFromInterface(cs.AuthenticationV1(), nil, webhookBackoff, 10*time.Second,
+		webhooktoken.AuthenticatorMetrics{
+			RecordRequestTotal:   authenticatorfactory.RecordRequestTotal,
+			RecordRequestLatency: authenticatorfactory.RecordRequestLatency,
+		})
 	if err != nil {
 		return nil, fmt.Errorf("failed to set up TokenReview authentication: %w", err)
 	}
-	chain = append(chain, delegating)
-	return group.NewAuthenticatedGroupAdder(unionrequest.New(chain...)), nil
+	tokens = append(tokens, review)
+	return bearertoken.New(newTokenCache(tokenunion.New(tokens...), o.AuthnCacheTTL)), nil
+}
+
+// tokenCache remembers a token's answer, whether it authenticated or not,
+// for ttl, with system:authenticated among the groups of a user (what
+// group.AuthenticatedGroupAdder does per request). The same token thus
+// gives the same user.Info for ttl, which decisionCache keys by. It stands in for k8s.io/apiserver's token cache, whose HMAC key
+// and statistics cost more than the rest of a cached GET. The key is the
+// token's SHA-256, so the cache holds no token; concurrent first uses of a
+// token each ask (the API's clients reuse a token, so that is once). A
+// connection remembers its last token and answer (connectionToken), so
+// the same token on a kept-alive connection costs a comparison.
+type tokenCache struct {
+	authenticator.Token
+	ttl     time.Duration
+	answers *utilcache.LRUExpireCache
+}
+
+type tokenAnswer struct {
+	resp    *authenticator.Response
+	ok      bool
+	err     error
+	expires time.Time
+}
+
+// connectionToken is a connection's last token and its answer, so that a
+// client that sends the same token on a kept-alive connection is not hashed
+// again. It holds the token as long as the connection, which carries it on
+// every request anyway, and never past the shared answer's expiry.
+type connectionToken struct {
+	token string
+	tokenAnswer
+}
+
+type connectionTokenKey struct{}
+
+// withConnectionToken gives a connection's context its token memo (the
+// http.Server's ConnContext).
+func withConnectionToken(ctx context.Context, _ net.Conn) context.Context {
+	return context.WithValue(ctx, connectionTokenKey{}, new(atomic.Pointer[connectionToken]))
+}
+
+func newTokenCache(inner authenticator.Token, ttl time.Duration) *tokenCache {
+	return &tokenCache{Token: inner, ttl: ttl, answers: utilcache.NewLRUExpireCache(8192)}
+}
+
+func (c *tokenCache) AuthenticateToken(ctx context.Context, token string) (*authenticator.Response, bool, error) {
+	if c.ttl <= 0 {
+		return c.Token.AuthenticateToken(ctx, token)
+	}
+	now := time.Now()
+	memo, _ := ctx.Value(connectionTokenKey{}).(*atomic.Pointer[connectionToken])
+	if memo != nil {
+		if m := memo.Load(); m != nil && m.token == token && now.Before(m.expires) {
+			return m.resp, m.ok, m.err
+		}
+	}
+	key := sha256.Sum256([]byte(token))
+	a, found := tokenAnswer{}, false
+	if v, ok := c.answers.Get(key); ok {
+		a, found = v.(tokenAnswer), true
+	} else {
+		a.resp, a.ok, a.err = c.Token.AuthenticateToken(ctx, token)
+		if a.ok {
+			a.resp = withAuthenticatedGroup(a.resp)
+		}
+		a.expires = now.Add(c.ttl)
+		// An answer cut short by the request's end says nothing of the token.
+		found = ctx.Err() == nil
+		if found {
+			c.answers.Add(key, a, c.ttl)
+		}
+	}
+	if memo != nil && found {
+		memo.Store(&connectionToken{token: token, tokenAnswer: a})
+	}
+	return a.resp, a.ok, a.err
+}
+
+// withAuthenticatedGroup adds system:authenticated to the groups of an
+// authenticated user that lacks it, as group.AuthenticatedGroupAdder does.
+func withAuthenticatedGroup(resp *authenticator.Response) *authenticator.Response {
+	u := resp.User
+	if u.GetName() == user.Anonymous || slices.Contains(u.GetGroups(), user.AllAuthenticated) {
+		return resp
+	}
+	out := *resp
+	out.User = &user.DefaultInfo{
+		Name: u.GetName(), UID: u.GetUID(), Extra: u.GetExtra(),
+		Groups: append(slices.Clip(u.GetGroups()), user.AllAuthenticated),
+	}
+	return &out
 }
 
 // maxTokenBytes bounds the tokens passed on to the authenticators: no real
@@ -88,22 +187,126 @@ func newOIDC(ctx context.Context, o *Options) (authenticator.Token, error) {
 	return a, nil
 }
 
-// newAuthorizer asks the cluster by SubjectAccessReview and caches the answers.
+// newAuthorizer asks the cluster by SubjectAccessReview; decisionCache
+// remembers the answers.
 func newAuthorizer(o *Options, cs kubernetes.Interface) (authorizer.Authorizer, error) {
 	a, err := authorizerfactory.DelegatingAuthorizerConfig{
 		SubjectAccessReviewClient: cs.AuthorizationV1(),
-		AllowCacheTTL:             o.AuthzAllowTTL,
-		DenyCacheTTL:              o.AuthzDenyTTL,
-		WebhookRetryBackoff:       &webhookBackoff,
+		// decisionCache keeps the answers for the configured TTLs; a second
+		// cache behind it would let an answer live for both.
+		AllowCacheTTL:       0,
+		DenyCacheTTL:        0,
+		WebhookRetryBackoff: &webhookBackoff,
 	}.New()
 	if err != nil {
 		return nil, fmt.Errorf("failed to set up SubjectAccessReview authorization: %w", err)
 	}
-	return a, nil
+	return newDecisionCache(a, o.AuthzAllowTTL, o.AuthzDenyTTL), nil
+}
+
+// decisionCache answers a question asked in the last TTL from memory. The
+// delegating authorizer's own cache builds a SubjectAccessReview and
+// marshals it to JSON for its key on every request, which cost more than
+// the rest of a cached GET; this key is the question's fields, length-prefixed.
+type decisionCache struct {
+	authorizer.Authorizer
+	allowTTL, denyTTL time.Duration
+	answers           *utilcache.LRUExpireCache
+}
+
+type decision struct {
+	decision authorizer.Decision
+	reason   string
+}
+
+func newDecisionCache(a authorizer.Authorizer, allowTTL, denyTTL time.Duration) *decisionCache {
+	return &decisionCache{Authorizer: a, allowTTL: allowTTL, denyTTL: denyTTL, answers: utilcache.NewLRUExpireCache(8192)}
+}
+
+func (c *decisionCache) Authorize(ctx context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
+	var key any
+	if u, ok := a.GetUser().(*user.DefaultInfo); ok && a.IsResourceRequest() && a.GetPath() == "" {
+		// The token cache hands out one user.Info per token and TTL: its
+		// address stands for all of its fields.
+		key = sameUserKey{u, a.GetVerb(), a.GetNamespace(), a.GetAPIGroup(), a.GetAPIVersion(), a.GetResource(), a.GetSubresource(), a.GetName()}
+	} else {
+		key = decisionKey(a)
+	}
+	if v, ok := c.answers.Get(key); ok {
+		d := v.(decision)
+		return d.decision, d.reason, nil
+	}
+	d, reason, err := c.Authorizer.Authorize(ctx, a)
+	if err != nil {
+		return d, reason, err
+	}
+	ttl := c.denyTTL
+	if d == authorizer.DecisionAllow {
+		ttl = c.allowTTL
+	}
+	if ttl > 0 {
+		c.answers.Add(key, decision{d, reason}, ttl)
+	}
+	return d, reason, nil
+}
+
+// sameUserKey is a question about resources asked by one user.Info.
+type sameUserKey struct {
+	user                                                               *user.DefaultInfo
+	verb, namespace, apiGroup, apiVersion, resource, subresource, name string
+}
+
+// decisionKey is every field of a that a SubjectAccessReview carries, each
+// length-prefixed so that no value can pose as two.
+func decisionKey(a authorizer.Attributes) string {
+	b := make([]byte, 0, 256)
+	add := func(s string) {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	if u := a.GetUser(); u != nil {
+		add(u.GetName())
+		add(u.GetUID())
+		groups := u.GetGroups()
+		b = binary.AppendUvarint(b, uint64(len(groups)))
+		for _, g := range groups {
+			add(g)
+		}
+		extra := u.GetExtra()
+		b = binary.AppendUvarint(b, uint64(len(extra)))
+		addExtra := func(k string) {
+			add(k)
+			b = binary.AppendUvarint(b, uint64(len(extra[k])))
+			for _, v := range extra[k] {
+				add(v)
+			}
+		}
+		if len(extra) == 1 {
+			for k := range extra {
+				addExtra(k)
+			}
+		} else {
+			for _, k := range slices.Sorted(maps.Keys(extra)) {
+				addExtra(k)
+			}
+		}
+	}
+	add(a.GetVerb())
+	add(a.GetNamespace())
+	add(a.GetAPIGroup())
+	add(a.GetAPIVersion())
+	add(a.GetResource())
+	add(a.GetSubresource())
+	add(a.GetName())
+	add(a.GetPath())
+	if a.IsResourceRequest() {
+		b = append(b, 1)
+	}
+	return string(b)
 }
 
 // authenticate returns the caller, or the 401 to answer.
-func (s *Server) authenticate(r *http.Request) (*authenticator.Response, *apiError) {
+func (s *Server) authenticate(r *http.Request, op *operation) (*authenticator.Response, *apiError) {
 	if r.Header.Get("Authorization") == "" {
 		return nil, newError(http.StatusUnauthorized, ReasonUnauthenticated, "the request has no bearer token: send Authorization: Bearer <token>", nil)
 	}
@@ -113,7 +316,7 @@ func (s *Server) authenticate(r *http.Request) (*authenticator.Response, *apiErr
 	resp, ok, err := s.authn.AuthenticateRequest(r)
 	if err != nil || !ok {
 		if err != nil {
-			s.log(r).V(1).Info("authentication failed", "error", err.Error())
+			op.log().V(1).Info("authentication failed", "error", err.Error())
 		}
 		return nil, newError(http.StatusUnauthorized, ReasonUnauthenticated, "the bearer token is invalid or expired", nil)
 	}

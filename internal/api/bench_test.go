@@ -3,7 +3,9 @@ package api
 import (
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"testing"
+	"time"
 )
 
 // BenchmarkGet measures the seed GET through the whole server (real HTTP,
@@ -41,4 +43,34 @@ func BenchmarkGet(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkHandler is the seed GET through the handler alone, no network:
+// what the request path itself costs and allocates.
+// go test -run '^$' -bench BenchmarkHandler -benchmem ./internal/api/
+func BenchmarkHandler(b *testing.B) {
+	if _, err := getResource(b, "instance-bench"); err != nil {
+		createWithStatus(b, seedInstance("instance-bench"), runningStatus())
+	}
+	h := srv.Handler()
+	get := func() *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodGet, instancePath("instance-bench"), nil)
+		req.Header.Set("Authorization", "Bearer "+tokens["viewer"])
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec
+	}
+	for deadline := time.Now().Add(10 * time.Second); get().Code != http.StatusOK; {
+		if time.Now().After(deadline) {
+			b.Fatal("the instance is never served")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		if rec := get(); rec.Code != http.StatusOK {
+			b.Fatalf("status %d", rec.Code)
+		}
+	}
 }

@@ -7,7 +7,11 @@
 // cluster's RBAC, both with k8s.io/apiserver's delegating, caching
 // authenticator and authorizer. The server is a manager Runnable that is not
 // leader-gated, so API replicas scale out. Its OpenAPI document, openapi.json
-// in this directory, is embedded and served at /openapi.json.
+// in this directory, is embedded and served at /openapi.json. A request
+// passes one ordered chain of small wrappers (chain.go) to the operation the
+// route table (routes.go) names; answers carry ETags and honour If-None-Match
+// and If-Match (conditional.go); each instance's JSON is encoded once per
+// resourceVersion (encode.go).
 package api
 
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create

@@ -36,6 +36,9 @@ const (
 	ReasonInvalidPageToken     = "INVALID_PAGE_TOKEN"
 	ReasonInvalidPageSize      = "INVALID_PAGE_SIZE"
 	ReasonMalformedRequestBody = "MALFORMED_REQUEST_BODY"
+	// ReasonPreconditionFailed answers a write whose If-Match no longer
+	// names the instance's ETag (412).
+	ReasonPreconditionFailed = "PRECONDITION_FAILED"
 )
 
 // FieldViolation is one entry of a google.rpc.BadRequest detail.

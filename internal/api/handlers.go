@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,109 +10,33 @@ import (
 	"mime"
 	"net/http"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 )
 
-// operation is one API request being served.
-type operation struct {
-	s    *Server
-	w    http.ResponseWriter
-	r    *http.Request
-	rt   route
-	user *authenticator.Response
-	ns   string
-}
-
-// verb is the RBAC verb the request needs on instances.
-func (op *operation) verb() string {
-	switch {
-	case op.rt.custom != "":
-		return "patch"
-	case op.r.Method == http.MethodGet && op.rt.id == "":
-		return "list"
-	case op.r.Method == http.MethodGet:
-		return "get"
-	case op.r.Method == http.MethodPost:
-		return "create"
-	case op.r.Method == http.MethodPatch:
-		return "patch"
-	case op.r.Method == http.MethodDelete:
-		return "delete"
-	}
-	return ""
-}
-
-func (op *operation) run() error {
-	if err := op.resolve(); err != nil {
-		return err
-	}
-	switch {
-	case op.rt.custom != "":
-		return op.setPowerState()
-	case op.r.Method == http.MethodGet && op.rt.id == "":
-		return op.list()
-	case op.r.Method == http.MethodGet:
-		return op.get()
-	case op.r.Method == http.MethodPost:
-		return op.create()
-	case op.r.Method == http.MethodPatch:
-		return op.patch()
-	case op.r.Method == http.MethodDelete:
-		return op.delete()
-	}
-	return internalError()
-}
-
-// resolve maps the project to its namespace and authorizes the caller,
-// permission before existence: a caller gets 403 whether or not the project
-// or instance exists, and learns of a missing project only when allowed the
-// verb on instances in every namespace.
-func (op *operation) resolve() error {
-	ns := ""
-	var conflict *errScopeConflict
-	if validScope(op.rt.region) && validScope(op.rt.project) {
-		var err error
-		ns, err = op.s.namespaceFor(op.r.Context(), op.rt.region, op.rt.project)
-		if err != nil && !errors.As(err, &conflict) {
-			return err
-		}
-	}
-	if err := op.authorize(ns); err != nil {
-		return err
-	}
-	if conflict != nil {
-		op.s.log(op.r).Error(conflict, "cannot map the project to one namespace", "region", op.rt.region, "project", op.rt.project)
-		return newError(http.StatusInternalServerError, ReasonProjectMappingClash,
-			fmt.Sprintf("project %q of region %q is configured more than once; an administrator must resolve the conflict", op.rt.project, op.rt.region),
-			map[string]string{"region": op.rt.region, "project": op.rt.project})
-	}
-	if ns == "" {
-		return newError(http.StatusNotFound, ReasonProjectNotFound,
-			fmt.Sprintf("project %q of region %q not found", op.rt.project, op.rt.region),
-			map[string]string{"region": op.rt.region, "project": op.rt.project})
-	}
-	op.ns = ns
-	return nil
+// scope is the metadata of an error about the project.
+func (op *operation) scope() map[string]string {
+	return map[string]string{"region": op.rt.region, "project": op.rt.project}
 }
 
 // authorize asks the cluster's RBAC (by a cached SubjectAccessReview) whether
-// the caller may do the verb on instances in ns ("" is every namespace).
-func (op *operation) authorize(ns string) error {
+// the caller may do the route's verb on instances in its namespace ("", for
+// a project of no namespace or of several, is every namespace).
+func (op *operation) authorize(ctx context.Context) error {
+	ns := op.ns
 	attrs := authorizer.AttributesRecord{
 		User:            op.user.User,
-		Verb:            op.verb(),
+		Verb:            op.entry.verb,
 		Namespace:       ns,
 		APIGroup:        computev1alpha1.GroupVersion.Group,
 		APIVersion:      computev1alpha1.GroupVersion.Version,
@@ -121,10 +46,10 @@ func (op *operation) authorize(ns string) error {
 	// First without the name: one cached answer serves every instance of the
 	// namespace. Only when that is denied, with the name, for roles limited
 	// to some instances by resourceNames.
-	decision, _, err := op.s.authz.Authorize(op.r.Context(), attrs)
+	decision, _, err := op.s.authz.Authorize(ctx, attrs)
 	if err == nil && decision != authorizer.DecisionAllow && op.rt.id != "" && op.rt.valid && ns != "" {
 		attrs.Name = op.rt.id
-		decision, _, err = op.s.authz.Authorize(op.r.Context(), attrs)
+		decision, _, err = op.s.authz.Authorize(ctx, attrs)
 	}
 	if err != nil {
 		return fmt.Errorf("failed to authorize: %w", err)
@@ -144,68 +69,122 @@ func (op *operation) notFound() *apiError {
 }
 
 // fetch reads the instance from the cache, and from the API server on a
-// cache miss (an instance created a moment ago). The result may be the
-// cache's own object: read it, never change it.
-func (op *operation) fetch() (*computev1alpha1.Instance, error) {
+// cache miss (an instance created a moment ago); fromStore says it is the
+// informer's own object, not a copy: read it, never change it.
+func (op *operation) fetch() (in *computev1alpha1.Instance, fromStore bool, err error) {
 	if !op.rt.valid {
-		return nil, op.notFound()
+		return nil, false, op.notFound()
 	}
 	if store := op.s.instanceStore; store != nil {
-		// The cached object itself, not a copy: the caller only reads it.
 		obj, exists, err := store.GetByKey(op.ns + "/" + op.rt.id)
 		if err == nil && exists {
 			if in, ok := obj.(*computev1alpha1.Instance); ok {
-				return in, nil
+				return in, true, nil
 			}
 		}
 	}
 	key := client.ObjectKey{Namespace: op.ns, Name: op.rt.id}
-	var in computev1alpha1.Instance
-	err := op.s.kubeClient.Get(op.r.Context(), key, &in)
+	in = &computev1alpha1.Instance{}
+	err = op.s.kubeClient.Get(op.r.Context(), key, in)
 	if apierrors.IsNotFound(err) {
-		err = op.s.live.Get(op.r.Context(), key, &in)
+		err = op.s.live.Get(op.r.Context(), key, in)
 	}
 	if apierrors.IsNotFound(err) {
-		return nil, op.notFound()
+		return nil, false, op.notFound()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("failed to get the instance: %w", err)
+		return nil, false, fmt.Errorf("failed to get the instance: %w", err)
 	}
-	return &in, nil
+	return in, false, nil
 }
 
 func (op *operation) get() error {
-	in, err := op.fetch()
+	in, fromStore, err := op.fetch()
 	if err != nil {
 		return err
 	}
-	op.writeJSON(http.StatusOK, toAPI(op.rt.region, op.rt.project, in))
+	e, err := op.encoded(in, fromStore)
+	if err != nil {
+		return err
+	}
+	op.writeBody(http.StatusOK, e.body, e.etag)
 	return nil
 }
 
+// list answers a page of the project's instances in id order, assembled
+// from their stored encodings.
 func (op *operation) list() error {
 	size, after, perr := parsePage(op.r.URL.Query())
 	if perr != nil {
 		return perr
 	}
-	var list computev1alpha1.InstanceList
-	// Shallow copies of the cache's objects: they are sorted and read, never changed.
-	if err := op.s.kubeClient.List(op.r.Context(), &list, client.InNamespace(op.ns), client.UnsafeDisableDeepCopy); err != nil {
-		return fmt.Errorf("failed to list instances: %w", err)
+	items, fromStore, err := op.listAfter(after)
+	if err != nil {
+		return err
 	}
-	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
-	start := sort.Search(len(list.Items), func(i int) bool { return list.Items[i].Name > after })
-	items := list.Items[start:]
-	out := InstanceList{Instances: make([]Instance, 0, min(size, len(items)))}
-	for i := range items {
-		if i == size {
-			out.NextPageToken = encodePageToken(items[i-1].Name)
-			break
+	next := ""
+	if len(items) > size {
+		items = items[:size]
+		next = encodePageToken(items[size-1].Name)
+	}
+	etag := pageETag(items, next)
+	if ifNoneMatch(op.r, etag) {
+		op.writeNotModified(etag)
+		return nil
+	}
+	buf := responseBuffers.Get().(*bytes.Buffer)
+	defer putResponseBuffer(buf)
+	buf.WriteString(`{"instances":[`)
+	for i, in := range items {
+		e, err := op.encoded(in, fromStore)
+		if err != nil {
+			return err
 		}
-		out.Instances = append(out.Instances, toAPI(op.rt.region, op.rt.project, &items[i]))
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(e.json())
 	}
-	op.writeJSON(http.StatusOK, out)
+	buf.WriteByte(']')
+	if next != "" {
+		// A page token is base64url: nothing in it needs escaping.
+		buf.WriteString(`,"nextPageToken":"`)
+		buf.WriteString(next)
+		buf.WriteByte('"')
+	}
+	buf.WriteString("}\n")
+	op.writeBody(http.StatusOK, buf.Bytes(), etag)
 	return nil
+}
+
+// listAfter returns the namespace's instances whose id sorts after after,
+// in id order.
+func (op *operation) listAfter(after string) (items []*computev1alpha1.Instance, fromStore bool, err error) {
+	if store := op.s.instanceStore; store != nil {
+		objs, err := store.ByIndex(toolscache.NamespaceIndex, op.ns)
+		if err != nil {
+			return nil, false, fmt.Errorf("failed to list instances: %w", err)
+		}
+		items = make([]*computev1alpha1.Instance, 0, len(objs))
+		for _, obj := range objs {
+			if in, ok := obj.(*computev1alpha1.Instance); ok && in.Name > after {
+				items = append(items, in)
+			}
+		}
+		fromStore = true
+	} else {
+		var list computev1alpha1.InstanceList
+		if err := op.s.kubeClient.List(op.r.Context(), &list, client.InNamespace(op.ns)); err != nil {
+			return nil, false, fmt.Errorf("failed to list instances: %w", err)
+		}
+		for i := range list.Items {
+			if list.Items[i].Name > after {
+				items = append(items, &list.Items[i])
+			}
+		}
+	}
+	slices.SortFunc(items, func(a, b *computev1alpha1.Instance) int { return strings.Compare(a.Name, b.Name) })
+	return items, fromStore, nil
 }
 
 func (op *operation) create() error {
@@ -252,7 +231,7 @@ func (op *operation) create() error {
 		return err
 	}
 	op.w.Header().Set("Location", selfLink(op.rt.region, op.rt.project, in.Name))
-	op.writeJSON(http.StatusCreated, toAPI(op.rt.region, op.rt.project, in))
+	op.writeJSON(http.StatusCreated, toAPI(op.rt.region, op.rt.project, in), instanceETag(in.ResourceVersion))
 	return nil
 }
 
@@ -295,26 +274,30 @@ func (op *operation) patch() error {
 	})
 }
 
-func (op *operation) setPowerState() error {
-	body, err := op.readBody(false, "application/json")
-	if err != nil {
-		return err
-	}
-	if len(strings.TrimSpace(string(body))) > 0 {
-		var empty map[string]json.RawMessage
-		if err := json.Unmarshal(body, &empty); err != nil {
-			return malformed(err)
+// setPowerState is the handler of a custom method asking for a power state.
+func setPowerState(want computev1alpha1.PowerState) func(*operation) error {
+	return func(op *operation) error {
+		body, err := op.readBody(false, "application/json")
+		if err != nil {
+			return err
 		}
-		for k := range empty {
-			return fieldError(truncate(k, 64), fmt.Sprintf("unknown field %q; :%s takes no fields", truncate(k, 64), op.rt.custom))
+		if len(strings.TrimSpace(string(body))) > 0 {
+			var empty map[string]json.RawMessage
+			if err := json.Unmarshal(body, &empty); err != nil {
+				return malformed(err)
+			}
+			for k := range empty {
+				return fieldError(truncate(k, 64), fmt.Sprintf("unknown field %q; :%s takes no fields", truncate(k, 64), op.rt.custom))
+			}
 		}
+		return op.update(func(in *computev1alpha1.Instance) { in.Spec.PowerState = want })
 	}
-	want := customPowerStates[op.rt.custom]
-	return op.update(func(in *computev1alpha1.Instance) { in.Spec.PowerState = want })
 }
 
 // update applies change to the live instance and writes it back, retrying on
-// a write conflict; a change that changes nothing writes nothing.
+// a write conflict; a change that changes nothing writes nothing. With
+// If-Match, the change is made only to the state the caller read: a write
+// in between is a 412, not a retry.
 func (op *operation) update(change func(*computev1alpha1.Instance)) error {
 	if !op.rt.valid {
 		return op.notFound()
@@ -323,6 +306,9 @@ func (op *operation) update(change func(*computev1alpha1.Instance)) error {
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		var in computev1alpha1.Instance
 		if err := op.s.live.Get(op.r.Context(), client.ObjectKey{Namespace: op.ns, Name: op.rt.id}, &in); err != nil {
+			return err
+		}
+		if err := checkIfMatch(op.r, instanceETag(in.ResourceVersion)); err != nil {
 			return err
 		}
 		if in.DeletionTimestamp != nil {
@@ -344,7 +330,7 @@ func (op *operation) update(change func(*computev1alpha1.Instance)) error {
 	if err != nil {
 		return err
 	}
-	op.writeJSON(http.StatusOK, toAPI(op.rt.region, op.rt.project, out))
+	op.writeJSON(http.StatusOK, toAPI(op.rt.region, op.rt.project, out), instanceETag(out.ResourceVersion))
 	return nil
 }
 
@@ -365,7 +351,22 @@ func (op *operation) delete() error {
 		return op.notFound()
 	}
 	in := &computev1alpha1.Instance{ObjectMeta: metav1.ObjectMeta{Namespace: op.ns, Name: op.rt.id}}
-	if err := op.s.kubeClient.Delete(op.r.Context(), in); err != nil {
+	var opts []client.DeleteOption
+	if op.r.Header.Get("If-Match") != "" {
+		// The live state, as a PATCH compares it; the delete then carries it
+		// as a precondition, so a write in between fails it too.
+		if err := op.s.live.Get(op.r.Context(), client.ObjectKeyFromObject(in), in); err != nil {
+			return err
+		}
+		if err := checkIfMatch(op.r, instanceETag(in.ResourceVersion)); err != nil {
+			return err
+		}
+		opts = append(opts, client.Preconditions{UID: &in.UID, ResourceVersion: &in.ResourceVersion})
+	}
+	if err := op.s.kubeClient.Delete(op.r.Context(), in, opts...); err != nil {
+		if apierrors.IsConflict(err) && len(opts) > 0 {
+			return preconditionFailed("the instance changed while it was being deleted; read it again", nil)
+		}
 		return err
 	}
 	op.w.WriteHeader(http.StatusNoContent)
@@ -408,41 +409,73 @@ func (op *operation) readBody(required bool, mediaTypes ...string) ([]byte, erro
 // responseBuffers recycles the buffers responses are encoded into.
 var responseBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-func (op *operation) writeJSON(status int, v any) {
+func putResponseBuffer(buf *bytes.Buffer) {
+	if buf.Cap() <= 1<<20 {
+		buf.Reset()
+		responseBuffers.Put(buf)
+	}
+}
+
+// writeJSON encodes v as the response, with etag when it is not "".
+func (op *operation) writeJSON(status int, v any, etag string) {
 	buf := responseBuffers.Get().(*bytes.Buffer)
-	defer func() {
-		if buf.Cap() <= 1<<20 {
-			buf.Reset()
-			responseBuffers.Put(buf)
-		}
-	}()
+	defer putResponseBuffer(buf)
 	if err := json.NewEncoder(buf).Encode(v); err != nil {
-		op.fail(fmt.Errorf("failed to encode the response: %w", err))
+		op.fail(op.w, fmt.Errorf("failed to encode the response: %w", err))
 		return
 	}
+	op.writeBody(status, buf.Bytes(), etag)
+}
+
+// writeBody writes an encoded JSON body; a GET whose If-None-Match names
+// etag is answered 304 instead.
+func (op *operation) writeBody(status int, body []byte, etag string) {
+	if status == http.StatusOK && op.r.Method == http.MethodGet && ifNoneMatch(op.r, etag) {
+		op.writeNotModified(etag)
+		return
+	}
+	// Assigned, not Set: the keys are canonical and the constant values
+	// shared, which spares a canonicalization and an allocation each.
 	h := op.w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Length", strconv.Itoa(buf.Len()))
+	h["Content-Type"] = headerJSON
+	h["X-Content-Type-Options"] = headerNosniff
+	h["Cache-Control"] = headerNoStore
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	if etag != "" {
+		h["Etag"] = []string{etag}
+	}
 	op.w.WriteHeader(status)
-	_, _ = op.w.Write(buf.Bytes())
+	_, _ = op.w.Write(body)
+}
+
+var (
+	headerJSON    = []string{"application/json"}
+	headerNosniff = []string{"nosniff"}
+	headerNoStore = []string{"no-store"}
+)
+
+// writeNotModified is the 304 of a GET whose If-None-Match names etag.
+func (op *operation) writeNotModified(etag string) {
+	h := op.w.Header()
+	h.Set("ETag", etag)
+	h.Set("Cache-Control", "no-store")
+	op.w.WriteHeader(http.StatusNotModified)
 }
 
 // fail answers an error with the envelope; errors that are not the API's own
 // are translated from the API server's answer, or logged and hidden as 500.
-func (op *operation) fail(err error) {
+func (op *operation) fail(w http.ResponseWriter, err error) {
 	var ae *apiError
 	if errors.As(err, &ae) {
-		writeError(op.w, ae)
+		writeError(w, ae)
 		return
 	}
 	if ae = op.fromKubernetes(err); ae != nil {
-		writeError(op.w, ae)
+		writeError(w, ae)
 		return
 	}
-	op.s.log(op.r).Error(err, "request failed")
-	writeError(op.w, internalError())
+	op.log().Error(err, "request failed")
+	writeError(w, internalError())
 }
 
 // fromKubernetes translates the API server's refusals into the envelope,
@@ -471,7 +504,7 @@ func (op *operation) fromKubernetes(err error) *apiError {
 	case apierrors.IsConflict(err):
 		return newError(http.StatusConflict, ReasonConflict, "the instance changed while it was being updated; try again", md)
 	case apierrors.IsTooManyRequests(err), apierrors.IsServerTimeout(err), apierrors.IsTimeout(err), apierrors.IsServiceUnavailable(err):
-		op.s.log(op.r).Error(err, "the API server is busy")
+		op.log().Error(err, "the API server is busy")
 		return newError(http.StatusServiceUnavailable, ReasonUnavailable, "the service is busy; try again later", nil)
 	}
 	return nil

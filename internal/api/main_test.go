@@ -398,6 +398,11 @@ func validateResponse(t *testing.T, method, path string, r response) {
 		if ref == nil || ref.Value == nil {
 			t.Fatalf("%s %s answered %d, which the OpenAPI document does not declare; body %s", method, path, r.StatusCode, r.body)
 		}
+		for name := range ref.Value.Headers {
+			if r.Header.Get(name) == "" {
+				t.Fatalf("%s %s answered %d without the header %s that the document declares", method, path, r.StatusCode, name)
+			}
+		}
 		if len(ref.Value.Content) == 0 {
 			if len(r.body) != 0 {
 				t.Fatalf("%s %s answered %d with a body, which the document does not declare: %s", method, path, r.StatusCode, r.body)

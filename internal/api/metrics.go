@@ -2,6 +2,7 @@ package api
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,11 +28,35 @@ func init() {
 
 var knownMethods = map[string]bool{"GET": true, "POST": true, "PATCH": true, "DELETE": true, "PUT": true, "HEAD": true, "OPTIONS": true}
 
+// series are the counter and histogram of one route, method and code.
+type series struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+type seriesKey struct {
+	route, method string
+	code          int
+}
+
+// seriesCache keeps each label set's series: WithLabelValues checks and
+// hashes the labels under a lock on every call. Routes and codes are few.
+var seriesCache sync.Map // seriesKey -> series
+
 func observe(route, method string, code int, elapsed time.Duration) {
 	if !knownMethods[method] {
 		method = "other"
 	}
-	c := strconv.Itoa(code)
-	requestsTotal.WithLabelValues(route, method, c).Inc()
-	requestDuration.WithLabelValues(route, method, c).Observe(elapsed.Seconds())
+	key := seriesKey{route, method, code}
+	v, ok := seriesCache.Load(key)
+	if !ok {
+		c := strconv.Itoa(code)
+		v, _ = seriesCache.LoadOrStore(key, series{
+			requests: requestsTotal.WithLabelValues(route, method, c),
+			duration: requestDuration.WithLabelValues(route, method, c),
+		})
+	}
+	ss := v.(series)
+	ss.requests.Inc()
+	ss.duration.Observe(elapsed.Seconds())
 }

@@ -35,3 +35,35 @@ func TestOpenAPIMatchesServer(t *testing.T) {
 		}
 	}
 }
+
+// TestRouteTableIsTheDocument: the route table and openapi.json name the
+// same operations: each entry's operationId on its method and path
+// template, and every operation of the document in the table.
+func TestRouteTableIsTheDocument(t *testing.T) {
+	inTable := map[string]bool{}
+	for _, e := range routeTable {
+		if e.operationID == "" {
+			continue // HEAD of a probe: served, not documented apart
+		}
+		inTable[e.method+" "+e.template] = true
+		item := spec.Paths.Value(e.template)
+		if item == nil {
+			t.Errorf("%s %s: the document has no such path", e.method, e.template)
+			continue
+		}
+		op := item.GetOperation(e.method)
+		if op == nil || op.OperationID != e.operationID {
+			t.Errorf("%s %s: the document's operation is %+v, want operationId %s", e.method, e.template, op, e.operationID)
+		}
+		if strings.HasPrefix(e.template, "/v1/") == e.public() {
+			t.Errorf("%s %s: verb %q; API operations need one, the probes and the document none", e.method, e.template, e.verb)
+		}
+	}
+	for template, item := range spec.Paths.Map() {
+		for method := range item.Operations() {
+			if !inTable[method+" "+template] {
+				t.Errorf("%s %s is documented but not in the route table", method, template)
+			}
+		}
+	}
+}

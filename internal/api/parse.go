@@ -49,14 +49,6 @@ const (
 	methodResume  = "resume"
 )
 
-// customPowerStates maps each custom method to the power state it asks for.
-var customPowerStates = map[string]computev1alpha1.PowerState{
-	methodStop:    computev1alpha1.PowerStateStopped,
-	methodStart:   computev1alpha1.PowerStateRunning,
-	methodSuspend: computev1alpha1.PowerStateSuspended,
-	methodResume:  computev1alpha1.PowerStateRunning,
-}
-
 // route is a parsed API path.
 type route struct {
 	region, project string
@@ -78,18 +70,6 @@ func (r route) template() string {
 		return "/v1/regions/{region}/projects/{project}/compute/instances/{id}:" + r.custom
 	default:
 		return "/v1/regions/{region}/projects/{project}/compute/instances/{id}"
-	}
-}
-
-// allowedMethods are the HTTP methods the route serves.
-func (r route) allowedMethods() []string {
-	switch {
-	case r.id == "":
-		return []string{http.MethodGet, http.MethodPost}
-	case r.custom != "":
-		return []string{http.MethodPost}
-	default:
-		return []string{http.MethodGet, http.MethodPatch, http.MethodDelete}
 	}
 }
 
@@ -116,7 +96,7 @@ func parsePath(path string) (r route, ok bool) {
 		if i := strings.IndexByte(last, ':'); i >= 0 {
 			r.custom = last[i+1:]
 			last = last[:i]
-			if _, known := customPowerStates[r.custom]; !known || last == "" {
+			if !customMethods[r.custom] || last == "" {
 				return route{}, false
 			}
 		}

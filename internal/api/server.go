@@ -2,17 +2,12 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	_ "embed"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"slices"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,10 +43,15 @@ type Server struct {
 	// instanceStore is the instance informer's store, read without a copy on
 	// the GET path; nil when the cache does not expose it (then cache reads).
 	instanceStore toolscache.Indexer
-	authn         authenticator.Request
-	authz         authorizer.Authorizer
-	rate          *rateLimiter
-	base          logr.Logger
+	// encodings keeps the API JSON of instanceStore's objects; nil encodes
+	// every answer afresh.
+	encodings *encodedCache
+	// scopes remembers which namespace serves a project; nil looks each up.
+	scopes *scopeCache
+	authn  authenticator.Request
+	authz  authorizer.Authorizer
+	rate   *rateLimiter
+	base   logr.Logger
 
 	ready     atomic.Bool
 	listening chan struct{}
@@ -72,7 +72,8 @@ func AddToManager(mgr manager.Manager, opts Options) (*Server, error) {
 	}
 	// Ask for the informers now, so they sync with the cache before the
 	// server reports ready instead of on the first request.
-	if _, err := mgr.GetCache().GetInformer(ctx, &corev1.Namespace{}, cache.BlockUntilSynced(false)); err != nil {
+	namespaces, err := mgr.GetCache().GetInformer(ctx, &corev1.Namespace{}, cache.BlockUntilSynced(false))
+	if err != nil {
 		return nil, fmt.Errorf("failed to get the namespace informer: %w", err)
 	}
 	instances, err := mgr.GetCache().GetInformer(ctx, &computev1alpha1.Instance{}, cache.BlockUntilSynced(false))
@@ -87,9 +88,17 @@ func AddToManager(mgr manager.Manager, opts Options) (*Server, error) {
 		rate:       newRateLimiter(opts.RateLimit, opts.RateBurst),
 		base:       ctrl.Log.WithName("api"),
 		listening:  make(chan struct{}),
+		scopes:     newScopeCache(),
+	}
+	if _, err := namespaces.AddEventHandler(s.scopes.handler()); err != nil {
+		return nil, fmt.Errorf("failed to watch namespaces: %w", err)
 	}
 	if withIndexer, ok := instances.(interface{ GetIndexer() toolscache.Indexer }); ok {
 		s.instanceStore = withIndexer.GetIndexer()
+		s.encodings = &encodedCache{store: s.instanceStore}
+		if _, err := instances.AddEventHandler(toolscache.ResourceEventHandlerFuncs{DeleteFunc: s.encodings.forget}); err != nil {
+			return nil, fmt.Errorf("failed to watch instance deletes: %w", err)
+		}
 	}
 	// The manager's own readiness probe reports the API's too.
 	if err := mgr.AddReadyzCheck("api", func(*http.Request) error {
@@ -140,6 +149,7 @@ func (s *Server) Start(ctx context.Context) error {
 		IdleTimeout:       s.opts.IdleTimeout,
 		MaxHeaderBytes:    1 << 20,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ConnContext:       withConnectionToken,
 	}
 	if !s.opts.EnableHTTP2 {
 		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
@@ -192,223 +202,10 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
-// Handler is the server's whole HTTP handler. It dispatches on the raw path
-// itself: http.ServeMux would answer unclean paths ("..") with a redirect
-// instead of the envelope.
-func (s *Server) Handler() http.Handler {
-	probe := func(w http.ResponseWriter, r *http.Request, ok bool, notOK string) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			writeError(w, newError(http.StatusMethodNotAllowed, ReasonMethodNotAllowed, "method "+truncate(r.Method, 16)+" is not allowed on "+r.URL.Path+"; allowed: GET", nil))
-			return
-		}
-		w.Header().Set("Content-Type", "text/plain")
-		if !ok {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(notOK))
-			return
-		}
-		_, _ = w.Write([]byte("ok"))
-	}
-	dispatch := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch path := r.URL.Path; {
-		case path == "/healthz":
-			setRouteLabel(r, path)
-			probe(w, r, true, "")
-		case path == "/readyz":
-			setRouteLabel(r, path)
-			probe(w, r, s.ready.Load(), "the cache has not synced")
-		case path == "/openapi.json":
-			setRouteLabel(r, path)
-			if r.Method != http.MethodGet && r.Method != http.MethodHead {
-				w.Header().Set("Allow", "GET, HEAD")
-				writeError(w, newError(http.StatusMethodNotAllowed, ReasonMethodNotAllowed, "method "+truncate(r.Method, 16)+" is not allowed on /openapi.json; allowed: GET", nil))
-				return
-			}
-			w.Header().Set("Content-Type", "application/json")
-			_, _ = w.Write(OpenAPIDocument)
-		case strings.HasPrefix(path, "/v1/"):
-			s.serveAPI(w, r)
-		default:
-			writeError(w, notFoundRoute(r))
-		}
-	})
-	return s.withRequestID(s.withAccessLog(s.withRecover(dispatch)))
-}
-
-func notFoundRoute(r *http.Request) *apiError {
-	return newError(http.StatusNotFound, ReasonRouteNotFound, "no such API route: "+truncate(r.URL.Path, 256), nil)
-}
-
-// serveAPI serves every /v1/ path: route, authenticate, rate-limit, map the
-// project, authorize, then run the operation.
-func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
-	rt, ok := parsePath(r.URL.Path)
-	if !ok {
-		writeError(w, notFoundRoute(r))
-		return
-	}
-	setRouteLabel(r, rt.template())
-	allowed := rt.allowedMethods()
-	if !slices.Contains(allowed, r.Method) {
-		w.Header().Set("Allow", strings.Join(allowed, ", "))
-		writeError(w, newError(http.StatusMethodNotAllowed, ReasonMethodNotAllowed,
-			fmt.Sprintf("method %s is not allowed on %s; allowed: %s", truncate(r.Method, 16), rt.template(), strings.Join(allowed, ", ")), nil))
-		return
-	}
-	user, aerr := s.authenticate(r)
-	if aerr != nil {
-		if retry, limited := s.rate.limit("ip:" + remoteHost(r)); limited {
-			writeRateLimited(w, retry)
-			return
-		}
-		writeError(w, aerr)
-		return
-	}
-	setUser(r, user.User.GetName())
-	if retry, limited := s.rate.limit("user:" + user.User.GetName()); limited {
-		writeRateLimited(w, retry)
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.opts.RequestTimeout)
-	defer cancel()
-	op := &operation{s: s, w: w, r: r.WithContext(ctx), rt: rt, user: user}
-	if err := op.run(); err != nil {
-		op.fail(err)
-	}
-}
-
 func remoteHost(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
 	}
 	return host
-}
-
-// --- middleware ---
-
-type ctxKey int
-
-const requestInfoKey ctxKey = iota
-
-// requestInfo is what the access log and the metrics learn while a request is served.
-type requestInfo struct {
-	mu    sync.Mutex
-	id    string
-	route string
-	user  string
-}
-
-func infoOf(r *http.Request) *requestInfo {
-	if ri, ok := r.Context().Value(requestInfoKey).(*requestInfo); ok {
-		return ri
-	}
-	return &requestInfo{}
-}
-
-func setRouteLabel(r *http.Request, route string) {
-	ri := infoOf(r)
-	ri.mu.Lock()
-	ri.route = route
-	ri.mu.Unlock()
-}
-
-func setUser(r *http.Request, user string) {
-	ri := infoOf(r)
-	ri.mu.Lock()
-	ri.user = user
-	ri.mu.Unlock()
-}
-
-func (s *Server) log(r *http.Request) logr.Logger {
-	return s.base.WithValues("requestID", infoOf(r).id)
-}
-
-// validRequestID accepts a client's request ID of up to 128 visible ASCII characters.
-func validRequestID(id string) bool {
-	if id == "" || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if id[i] <= ' ' || id[i] > '~' {
-			return false
-		}
-	}
-	return true
-}
-
-func (s *Server) withRequestID(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get("X-Request-Id")
-		if !validRequestID(id) {
-			var b [16]byte
-			_, _ = rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
-		}
-		w.Header().Set("X-Request-Id", id)
-		ri := &requestInfo{id: id, route: "other"}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestInfoKey, ri)))
-	})
-}
-
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-	bytes  int
-}
-
-func (w *statusRecorder) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusRecorder) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.ResponseWriter.Write(b)
-	w.bytes += n
-	return n, err
-}
-
-func (s *Server) withAccessLog(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
-		if rec.status == 0 {
-			rec.status = http.StatusOK
-		}
-		elapsed := time.Since(start)
-		ri := infoOf(r)
-		ri.mu.Lock()
-		route, user := ri.route, ri.user
-		ri.mu.Unlock()
-		observe(route, r.Method, rec.status, elapsed)
-		s.base.Info("request", "requestID", ri.id, "method", r.Method, "path", truncate(r.URL.Path, 256),
-			"route", route, "status", rec.status, "bytes", rec.bytes, "duration", elapsed.String(),
-			"user", user, "remote", remoteHost(r))
-	})
-}
-
-func (s *Server) withRecover(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() {
-			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler { //nolint:errorlint // panicked as is; net/http compares it with == too
-					panic(v)
-				}
-				s.log(r).Error(fmt.Errorf("panic: %v", v), "the request handler panicked")
-				writeError(w, internalError())
-			}
-		}()
-		next.ServeHTTP(w, r)
-	})
-}
-
-func internalError() *apiError {
-	return newError(http.StatusInternalServerError, ReasonInternal, "internal error; try again later", nil)
 }

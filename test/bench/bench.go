@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -18,6 +19,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -32,6 +36,7 @@ const (
 
 type bench struct {
 	s          settings
+	work       string
 	stack      *devstack.Stack
 	client     client.WithWatch
 	token      string
@@ -50,7 +55,9 @@ func (b *bench) waitRunning(ctx context.Context, namespace string, want int, tim
 }
 
 // getBenchmark reads existing instances through the facade and, alternating
-// in the same run, directly from kube-apiserver with the same bearer token.
+// in the same run, directly from kube-apiserver with the same bearer token
+// and from the floor (a bare net/http server answering the same bytes);
+// then it times a page of 500 through the facade and from kube-apiserver.
 func (b *bench) getBenchmark(ctx context.Context, r *report) error {
 	ns := devstack.SampleNamespace
 	var names []string
@@ -62,46 +69,103 @@ func (b *bench) getBenchmark(ctx context.Context, r *report) error {
 	}); err != nil {
 		return err
 	}
-	if err := b.waitRunning(ctx, ns, b.s.GetInstances, 5*time.Minute); err != nil {
+	// The list page's instances, in the same namespace (the token's).
+	if err := load.CreateInstances(ctx, b.client, ns, "list", b.s.ListInstances, b.s.Creators, nil); err != nil {
+		return err
+	}
+	// The sample instance is there too; the manager is quiet once all run.
+	if err := b.waitRunning(ctx, ns, b.s.GetInstances+b.s.ListInstances, 5*time.Minute); err != nil {
 		return err
 	}
 
 	facade := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxConnsPerHost: 128}, Timeout: 10 * time.Second}
+	bare := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxConnsPerHost: 128}, Timeout: 10 * time.Second}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(b.stack.Config.CAData)
 	apiserver := &http.Client{Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: 128,
 	}, Timeout: 10 * time.Second}
+	var paths []string
+	for _, name := range names {
+		paths = append(paths, projectPath+"/"+name)
+	}
+	floorURL, stopFloor, err := b.startFloor(ctx, facade, paths)
+	if err != nil {
+		return err
+	}
+	defer stopFloor()
+	apiserverBase := strings.TrimSuffix(b.stack.Config.Host, "/") + "/apis/compute.k0rdent.ai/v1alpha1/namespaces/" + ns + "/instances"
 	targets := []target{
 		{"facade", facade, func(name string) string { return b.apiURL + projectPath + "/" + name }},
-		{"apiserver", apiserver, func(name string) string {
-			return strings.TrimSuffix(b.stack.Config.Host, "/") + "/apis/compute.k0rdent.ai/v1alpha1/namespaces/" + ns + "/instances/" + name
-		}},
+		{"apiserver", apiserver, func(name string) string { return apiserverBase + "/" + name }},
+		{"bare", bare, func(name string) string { return floorURL + projectPath + "/" + name }},
 	}
+	// BENCH_CPU_PROFILE keeps the manager's CPU profile of the GET rounds
+	// at 64 clients, for go tool pprof: where the API's time goes.
 	for _, c := range []int{1, 16, 64} {
-		results := make([]*result, len(targets))
-		for i := range results {
-			results[i] = &result{}
+		var profileDone chan error
+		if path := os.Getenv("BENCH_CPU_PROFILE"); path != "" && c == 64 {
+			profileDone = make(chan error, 1)
+			seconds := max(1, int(b.s.GetDuration.Seconds())*len(targets))
+			go func() { profileDone <- b.saveProfile(ctx, fmt.Sprintf("profile?seconds=%d", seconds), path) }()
 		}
-		// Four alternating rounds per target, so that noise from the shared
-		// machine falls on both alike.
-		const rounds = 4
-		for range rounds {
-			for i, t := range targets {
-				if err := t.run(ctx, b.token, names, c, b.s.GetDuration/rounds, results[i]); err != nil {
-					return err
-				}
+		results, err := b.alternate(ctx, targets, names, c)
+		if profileDone != nil {
+			if perr := <-profileDone; perr != nil && err == nil {
+				err = perr
 			}
 		}
-		f, a := results[0], results[1]
+		if err != nil {
+			return err
+		}
+		f, a, floor := results[0], results[1], results[2]
 		r.add(fmt.Sprintf("facade_get_rps_c%d", c), round(f.rps(), 0), "req/s", fmt.Sprintf("%d clients", c))
 		r.add(fmt.Sprintf("apiserver_get_rps_c%d", c), round(a.rps(), 0), "req/s", "same GET, same token, straight to kube-apiserver")
-		r.add(fmt.Sprintf("facade_vs_apiserver_rps_ratio_c%d", c), round(f.rps()/a.rps(), 2), "x", "target >= 5 at 64 clients")
+		r.add(fmt.Sprintf("bare_get_rps_c%d", c), round(floor.rps(), 0), "req/s", "the floor: bare net/http answering the same bytes")
+		r.add(fmt.Sprintf("facade_vs_apiserver_rps_ratio_c%d", c), round(f.rps()/a.rps(), 2), "x", "")
+		r.add(fmt.Sprintf("facade_vs_bare_rps_ratio_c%d", c), round(f.rps()/floor.rps(), 2), "x", "share of the floor's throughput")
 		r.add(fmt.Sprintf("facade_get_p50_ms_c%d", c), round(f.percentile(50), 3), "ms", "")
-		r.add(fmt.Sprintf("facade_get_p99_ms_c%d", c), round(f.percentile(99), 3), "ms", "target < 10 at 64 clients")
+		r.add(fmt.Sprintf("facade_get_p99_ms_c%d", c), round(f.percentile(99), 3), "ms", "")
 		r.add(fmt.Sprintf("apiserver_get_p99_ms_c%d", c), round(a.percentile(99), 3), "ms", "")
+		r.add(fmt.Sprintf("bare_get_p99_ms_c%d", c), round(floor.percentile(99), 3), "ms", "")
+		r.add(fmt.Sprintf("facade_vs_bare_p99_ratio_c%d", c), round(f.percentile(99)/floor.percentile(99), 2), "x", "")
 	}
+
+	// A page of 500 (the largest) from each, by 4 clients at once.
+	lists := []target{
+		{"facade list", facade, func(string) string {
+			return fmt.Sprintf("%s%s?pageSize=%d", b.apiURL, projectPath, b.s.ListInstances)
+		}},
+		{"apiserver list", apiserver, func(string) string { return fmt.Sprintf("%s?limit=%d", apiserverBase, b.s.ListInstances) }},
+	}
+	results, err := b.alternate(ctx, lists, names, 4)
+	if err != nil {
+		return err
+	}
+	f, a := results[0], results[1]
+	n := b.s.ListInstances
+	r.add(fmt.Sprintf("facade_list%d_p99_ms", n), round(f.percentile(99), 2), "ms", fmt.Sprintf("a page of %d instances, 4 clients", n))
+	r.add(fmt.Sprintf("apiserver_list%d_p99_ms", n), round(a.percentile(99), 2), "ms", "the same list from kube-apiserver (limit)")
+	r.add(fmt.Sprintf("facade_vs_apiserver_list%d_p99_ratio", n), round(f.percentile(99)/a.percentile(99), 2), "x", "")
 	return nil
+}
+
+// alternate reads with c clients from each target in turn, four rounds
+// each, so that noise from the shared machine falls on all alike.
+func (b *bench) alternate(ctx context.Context, targets []target, names []string, c int) ([]*result, error) {
+	results := make([]*result, len(targets))
+	for i := range results {
+		results[i] = &result{}
+	}
+	const rounds = 4
+	for range rounds {
+		for i, t := range targets {
+			if err := t.run(ctx, b.token, names, c, b.s.GetDuration/rounds, results[i]); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return results, nil
 }
 
 type target struct {
@@ -372,6 +436,20 @@ func (b *bench) memoryBenchmark(ctx context.Context, r *report) error {
 	if err := b.waitRunning(ctx, ns, extra, 20*time.Minute); err != nil {
 		return err
 	}
+	// Every instance read through the API once, so the peak includes the
+	// API's stored encodings, whose size the heap tells before and after.
+	heapBefore, err := b.liveHeap(ctx)
+	if err != nil {
+		return err
+	}
+	listed, err := b.listAll(ctx, ns)
+	if err != nil {
+		return err
+	}
+	heapAfter, err := b.liveHeap(ctx)
+	if err != nil {
+		return err
+	}
 	hwm, rss, err := load.Memory(b.stack.ManagerPID())
 	if err != nil {
 		return err
@@ -385,7 +463,76 @@ func (b *bench) memoryBenchmark(ctx context.Context, r *report) error {
 	r.add(fmt.Sprintf("manager_rss_mib_%s", kilo(b.s.MemN)), round(hwm, 1), "MiB",
 		fmt.Sprintf("peak resident memory holding %d instances (target <= 150 at 10k)", total))
 	r.add(fmt.Sprintf("manager_rss_now_mib_%s", kilo(b.s.MemN)), round(rss, 1), "MiB", "resident memory at rest afterwards")
+	r.add(fmt.Sprintf("api_encodings_mib_%s", kilo(b.s.MemN)), round((heapAfter-heapBefore)/(1<<20), 1), "MiB",
+		fmt.Sprintf("live heap the API's stored encodings add, %d instances read through it", listed))
 	return nil
+}
+
+// listAll reads every instance of the namespace (its project's) through
+// the API, a page of 500 at a time, with the bench's token bound to
+// compute.viewer there; it returns how many it read.
+func (b *bench) listAll(ctx context.Context, ns string) (int, error) {
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench-viewer", Namespace: ns},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "compute.viewer"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: devstack.DeployerServiceAccount,
+			Namespace: devstack.SampleNamespace}},
+	}
+	if err := b.client.Create(ctx, binding); err != nil && !apierrors.IsAlreadyExists(err) {
+		return 0, fmt.Errorf("failed to bind the bench's token in %s: %w", ns, err)
+	}
+	path := "/v1/regions/us-texas-1/projects/" + ns + "/compute/instances?pageSize=500"
+	total, token := 0, ""
+	for deadline := time.Now().Add(time.Minute); ; {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.apiURL+path+"&pageToken="+token, nil)
+		req.Header.Set("Authorization", "Bearer "+b.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, fmt.Errorf("failed to list %s through the API: %w", ns, err)
+		}
+		var page struct {
+			Instances     []json.RawMessage `json:"instances"`
+			NextPageToken string            `json:"nextPageToken"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&page)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusForbidden && time.Now().Before(deadline) {
+			time.Sleep(time.Second) // the binding is new; the authorizer may have said no a moment ago
+			continue
+		}
+		if err != nil || resp.StatusCode != http.StatusOK {
+			return 0, fmt.Errorf("list of %s through the API: %d %v", ns, resp.StatusCode, err)
+		}
+		total += len(page.Instances)
+		if token = page.NextPageToken; token == "" {
+			return total, nil
+		}
+	}
+}
+
+// liveHeap is the manager's heap in use right after a collection (the heap
+// profile's gc=1 runs one), from its go_memstats_heap_alloc_bytes.
+func (b *bench) liveHeap(ctx context.Context) (float64, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.pprofURL+"?gc=1", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("failed to collect the manager's garbage: %w", err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, b.metricsURL, nil)
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		return 0, fmt.Errorf("failed to scrape the manager's metrics: %w", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_alloc_bytes "); ok {
+			return strconv.ParseFloat(v, 64)
+		}
+	}
+	return 0, fmt.Errorf("the manager's metrics have no go_memstats_heap_alloc_bytes: %v", sc.Err())
 }
 
 func kilo(n int) string {
@@ -398,10 +545,16 @@ func kilo(n int) string {
 // saveHeapProfile writes the manager's heap profile to path, for
 // `go tool pprof` (BENCH_HEAP_PROFILE).
 func (b *bench) saveHeapProfile(ctx context.Context, path string) error {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.pprofURL, nil)
+	return b.saveProfile(ctx, "heap", path)
+}
+
+// saveProfile writes the manager's pprof profile of the given name (and
+// query) to path.
+func (b *bench) saveProfile(ctx context.Context, profile, path string) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(b.pprofURL, "heap")+profile, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("failed to get the manager's heap profile: %w", err)
+		return fmt.Errorf("failed to get the manager's %s profile: %w", profile, err)
 	}
 	defer resp.Body.Close()
 	f, err := os.Create(path)

@@ -30,6 +30,10 @@ type settings struct {
 	Concurrency int
 	// Creators is how many clients create instances at once.
 	Creators int
+	// ListInstances is the size of the list page timed (500, the largest page).
+	ListInstances int
+	// Short selects bench-short's looser targets (BENCH_SHORT=1).
+	Short bool
 }
 
 type figure struct {
@@ -45,16 +49,86 @@ func (r *report) add(name string, value float64, unit, note string) {
 	r.figures = append(r.figures, figure{name, value, unit, note})
 }
 
-func (r *report) print() {
+// print writes the table and the BENCH lines, each figure with a target
+// followed by "# ok" or "# FAIL", and returns the names of those that failed.
+func (r *report) print(targets map[string]bound) (failed []string) {
+	verdict := func(f figure) string {
+		b, ok := targets[f.name]
+		switch {
+		case !ok:
+			return ""
+		case b.holds(f.value):
+			return "# ok (target " + b.String() + ")"
+		default:
+			failed = append(failed, f.name)
+			return "# FAIL (target " + b.String() + ")"
+		}
+	}
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FIGURE\tVALUE\tUNIT\tNOTE")
+	fmt.Fprintln(tw, "FIGURE\tVALUE\tUNIT\tTARGET\tNOTE")
 	for _, f := range r.figures {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.name, format(f.value), f.unit, f.note)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", f.name, format(f.value), f.unit, verdict(f), f.note)
 	}
 	_ = tw.Flush()
 	fmt.Println()
+	failed = nil
 	for _, f := range r.figures {
-		fmt.Printf("BENCH %s %s\n", f.name, format(f.value))
+		line := fmt.Sprintf("BENCH %s %s", f.name, format(f.value))
+		if v := verdict(f); v != "" {
+			line += " " + v
+		}
+		fmt.Println(line)
+	}
+	return failed
+}
+
+// bound is a figure's target: at least or at most a value.
+type bound struct {
+	atMost bool
+	value  float64
+}
+
+func atLeast(v float64) bound { return bound{value: v} }
+func atMost(v float64) bound  { return bound{atMost: true, value: v} }
+
+func (b bound) holds(v float64) bool {
+	if b.atMost {
+		return v <= b.value
+	}
+	return v >= b.value
+}
+
+func (b bound) String() string {
+	if b.atMost {
+		return "<= " + format(b.value)
+	}
+	return ">= " + format(b.value)
+}
+
+// targets are the targets for make bench, ratios to baselines of
+// the same run so that they hold on a shared machine; bench-short's are
+// looser, chosen from repeated runs on a loaded 2-core machine (README,
+// "Benchmarks") so that noise does not fail them but a regression does.
+func targets(short bool) map[string]bound {
+	if short {
+		return map[string]bound{
+			"facade_vs_bare_rps_ratio_c1":           atLeast(0.35),
+			"facade_vs_bare_rps_ratio_c64":          atLeast(0.6),
+			"facade_vs_bare_p99_ratio_c64":          atMost(3),
+			"facade_vs_apiserver_rps_ratio_c64":     atLeast(4),
+			"facade_vs_apiserver_list500_p99_ratio": atMost(0.5),
+			"converge_vs_floor_ratio":               atMost(2.5),
+			"manager_rss_mib_1k":                    atMost(100),
+		}
+	}
+	return map[string]bound{
+		"facade_vs_bare_rps_ratio_c1":           atLeast(0.8),
+		"facade_vs_bare_rps_ratio_c64":          atLeast(0.8),
+		"facade_vs_bare_p99_ratio_c64":          atMost(1.5),
+		"facade_vs_apiserver_rps_ratio_c64":     atLeast(10),
+		"facade_vs_apiserver_list500_p99_ratio": atMost(0.5),
+		"converge_vs_floor_ratio":               atMost(1.5),
+		"manager_rss_mib_10k":                   atMost(150),
 	}
 }
 
@@ -63,6 +137,14 @@ func format(v float64) string {
 }
 
 func main() {
+	// The floor server is this program run again (see startFloor).
+	if os.Getenv(floorDataEnv) != "" {
+		if err := serveFloor(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench floor:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -73,12 +155,14 @@ func run() error {
 	devstack.SetProgramLogger()
 	n := load.EnvInt("BENCH_N", 2000)
 	s := settings{
-		N:            n,
-		MemN:         load.EnvInt("BENCH_MEM_N", 5*n),
-		GetInstances: min(100, n),
-		GetDuration:  time.Duration(load.EnvInt("BENCH_GET_SECONDS", 4)) * time.Second,
-		Concurrency:  load.EnvInt("BENCH_CONCURRENCY", 16),
-		Creators:     load.EnvInt("BENCH_CREATORS", 64),
+		N:             n,
+		MemN:          load.EnvInt("BENCH_MEM_N", 5*n),
+		GetInstances:  min(100, n),
+		GetDuration:   time.Duration(load.EnvInt("BENCH_GET_SECONDS", 4)) * time.Second,
+		Concurrency:   load.EnvInt("BENCH_CONCURRENCY", 16),
+		Creators:      load.EnvInt("BENCH_CREATORS", 64),
+		ListInstances: 500,
+		Short:         os.Getenv("BENCH_SHORT") != "",
 	}
 	root, assets, manager, err := load.Locate("BENCH_MANAGER")
 	if err != nil {
@@ -129,7 +213,7 @@ func run() error {
 		return err
 	}
 	defer func() { _ = stack.Stop() }()
-	b := &bench{s: s, stack: stack, metricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort),
+	b := &bench{s: s, stack: stack, work: work, metricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort),
 		apiURL:   fmt.Sprintf("http://127.0.0.1:%d", apiPort),
 		pprofURL: fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap", pprofPort)}
 	if b.token, err = devstack.ReadToken(stack.TokenFile); err != nil {
@@ -159,6 +243,8 @@ func run() error {
 		}
 	}
 	fmt.Println()
-	r.print()
+	if failed := r.print(targets(s.Short)); len(failed) > 0 {
+		return fmt.Errorf("%d figures missed their targets: %s", len(failed), strings.Join(failed, ", "))
+	}
 	return nil
 }
