@@ -204,7 +204,7 @@ func (s *Server) withRecover(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
 			if v := recover(); v != nil {
-				if v == http.ErrAbortHandler {
+				if v == http.ErrAbortHandler { //nolint:errorlint // panicked as is; net/http compares it with == too
 					panic(v)
 				}
 				s.opOf(r).log().Error(fmt.Errorf("panic: %v", v), "the request handler panicked")
