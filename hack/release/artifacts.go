@@ -16,17 +16,12 @@ func runInstallYAML(ctx context.Context, args []string) error {
 	layout := fs.String("layout", "dist/image", "OCI layout written by the image subcommand")
 	repo := fs.String("image", "", "repository the image is pushed to (required), such as ghcr.io/k0rdent-ai/instance-operator")
 	out := fs.String("out", "dist/install.yaml", "file to write")
-	var bi buildInfoFlags
-	bi.bind(fs)
-	if err := fs.Parse(args); err != nil {
+	info, err := parseWithBuildInfo(ctx, fs, args)
+	if err != nil {
 		return err
 	}
 	if *repo == "" {
 		return fmt.Errorf("--image is required")
-	}
-	info, err := bi.resolve(ctx)
-	if err != nil {
-		return err
 	}
 	idx, err := release.IndexFromLayout(*layout)
 	if err != nil {
@@ -49,12 +44,7 @@ func runInstallYAML(ctx context.Context, args []string) error {
 func runChart(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("chart", flag.ContinueOnError)
 	out := fs.String("out", "dist", "directory of the packaged chart")
-	var bi buildInfoFlags
-	bi.bind(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	info, err := bi.resolve(ctx)
+	info, err := parseWithBuildInfo(ctx, fs, args)
 	if err != nil {
 		return err
 	}
@@ -76,17 +66,12 @@ func runPushChart(ctx context.Context, args []string) error {
 	dir := fs.String("dir", "dist", "directory of the packaged chart")
 	repo := fs.String("repo", "", "OCI repository (required), such as oci://ghcr.io/k0rdent-ai/charts")
 	plainHTTP := fs.Bool("plain-http", false, "talk to the registry over plain HTTP")
-	var bi buildInfoFlags
-	bi.bind(fs)
-	if err := fs.Parse(args); err != nil {
+	info, err := parseWithBuildInfo(ctx, fs, args)
+	if err != nil {
 		return err
 	}
 	if *repo == "" {
 		return fmt.Errorf("--repo is required")
-	}
-	info, err := bi.resolve(ctx)
-	if err != nil {
-		return err
 	}
 	archive := filepath.Join(*dir, fmt.Sprintf("instance-operator-%s.tgz", release.ChartVersion(info)))
 	ref, err := release.PushChart(archive, *repo, info.DateString(), *plainHTTP)
@@ -104,12 +89,7 @@ func runK0rdent(ctx context.Context, args []string) error {
 	out := fs.String("out", "dist/k0rdent", "directory to write")
 	repo := fs.String("chart-repo", "oci://ghcr.io/k0rdent-ai/charts", "OCI repository of the chart")
 	namespace := fs.String("namespace", "kcm-system", "namespace of k0rdent's templates on the management cluster")
-	var bi buildInfoFlags
-	bi.bind(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	info, err := bi.resolve(ctx)
+	info, err := parseWithBuildInfo(ctx, fs, args)
 	if err != nil {
 		return err
 	}
@@ -132,12 +112,7 @@ func runK0rdent(ctx context.Context, args []string) error {
 // runVersion prints the build's version, the image's tag and the chart's appVersion.
 func runVersion(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("version", flag.ContinueOnError)
-	var bi buildInfoFlags
-	bi.bind(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	info, err := bi.resolve(ctx)
+	info, err := parseWithBuildInfo(ctx, fs, args)
 	if err != nil {
 		return err
 	}

@@ -42,3 +42,14 @@ func (f *buildInfoFlags) resolve(ctx context.Context) (release.BuildInfo, error)
 	}
 	return info, nil
 }
+
+// parseWithBuildInfo binds the build-info flags to fs beside the
+// subcommand's own, parses args, and resolves what the build is stamped with.
+func parseWithBuildInfo(ctx context.Context, fs *flag.FlagSet, args []string) (release.BuildInfo, error) {
+	var bi buildInfoFlags
+	bi.bind(fs)
+	if err := fs.Parse(args); err != nil {
+		return release.BuildInfo{}, err
+	}
+	return bi.resolve(ctx)
+}

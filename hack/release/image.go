@@ -18,12 +18,7 @@ func runImage(ctx context.Context, args []string) error {
 	out := fs.String("out", "dist/image", "directory of the OCI layout (replaced)")
 	binDir := fs.String("bin-dir", "", "keep the built binaries here (default: a temporary directory)")
 	tag := fs.String("tag", "", "ref name of the index in the layout (default: the version)")
-	var bi buildInfoFlags
-	bi.bind(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	info, err := bi.resolve(ctx)
+	info, err := parseWithBuildInfo(ctx, fs, args)
 	if err != nil {
 		return err
 	}

@@ -10,12 +10,7 @@ import (
 // build stamps the binary exactly as the image build does.
 func runLDFlags(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("ldflags", flag.ContinueOnError)
-	var bi buildInfoFlags
-	bi.bind(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	info, err := bi.resolve(ctx)
+	info, err := parseWithBuildInfo(ctx, fs, args)
 	if err != nil {
 		return err
 	}
