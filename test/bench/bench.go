@@ -500,8 +500,11 @@ func (b *bench) listAll(ctx context.Context, ns string) (int, error) {
 			time.Sleep(time.Second) // the binding is new; the authorizer may have said no a moment ago
 			continue
 		}
-		if err != nil || resp.StatusCode != http.StatusOK {
-			return 0, fmt.Errorf("list of %s through the API: %d %v", ns, resp.StatusCode, err)
+		if resp.StatusCode != http.StatusOK {
+			return 0, fmt.Errorf("list of %s through the API: status %d", ns, resp.StatusCode)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("failed to decode a list page of %s: %w", ns, err)
 		}
 		total += len(page.Instances)
 		if token = page.NextPageToken; token == "" {
@@ -532,7 +535,7 @@ func (b *bench) liveHeap(ctx context.Context) (float64, error) {
 			return strconv.ParseFloat(v, 64)
 		}
 	}
-	return 0, fmt.Errorf("the manager's metrics have no go_memstats_heap_alloc_bytes: %v", sc.Err())
+	return 0, fmt.Errorf("the manager's metrics have no go_memstats_heap_alloc_bytes: %w", sc.Err())
 }
 
 func kilo(n int) string {

@@ -44,8 +44,11 @@ func (b *bench) startFloor(ctx context.Context, client *http.Client, paths []str
 		}
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusOK {
-			return "", nil, fmt.Errorf("failed to record the API's answer for the floor: %d %v", resp.StatusCode, err)
+		if resp.StatusCode != http.StatusOK {
+			return "", nil, fmt.Errorf("failed to record the API's answer for the floor: status %d", resp.StatusCode)
+		}
+		if err != nil {
+			return "", nil, fmt.Errorf("failed to record the API's answer for the floor: %w", err)
 		}
 		resp.Header.Del("Date") // net/http writes its own
 		answers[path] = floorAnswer{Header: resp.Header, Body: body}
@@ -88,7 +91,7 @@ func (b *bench) startFloor(ctx context.Context, client *http.Client, paths []str
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return "", nil, fmt.Errorf("the floor server never answered: %v", err)
+			return "", nil, fmt.Errorf("the floor server never answered: %w", err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -40,32 +40,42 @@ func kubevirtConstants() (map[string]map[string]bool, error) {
 		return nil, fmt.Errorf("failed to find kubevirt.io/api: %w", err)
 	}
 	dir := filepath.Join(strings.TrimSpace(string(out)), "core", "v1")
-	pkgs, err := parser.ParseDir(gotoken.NewFileSet(), dir, func(fi os.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("failed to parse %s: %w", dir, err)
+		return nil, fmt.Errorf("failed to read %s: %w", dir, err)
+	}
+	fset := gotoken.NewFileSet()
+	var files []*ast.File
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".go") || strings.HasSuffix(e.Name(), "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, filepath.Join(dir, e.Name()), nil, 0)
+		if err != nil {
+			return nil, fmt.Errorf("failed to parse %s: %w", e.Name(), err)
+		}
+		files = append(files, f)
 	}
 	consts := map[string]map[string]bool{printableStatusType: {}, vmiPhaseType: {}, runStrategyType: {}, vmiConditionType: {}}
-	for _, pkg := range pkgs {
-		for _, f := range pkg.Files {
-			for _, decl := range f.Decls {
-				gen, ok := decl.(*ast.GenDecl)
-				if !ok || gen.Tok != gotoken.CONST {
+	for _, f := range files {
+		for _, decl := range f.Decls {
+			gen, ok := decl.(*ast.GenDecl)
+			if !ok || gen.Tok != gotoken.CONST {
+				continue
+			}
+			for _, spec := range gen.Specs {
+				vs := spec.(*ast.ValueSpec)
+				typ, ok := vs.Type.(*ast.Ident)
+				if !ok || consts[typ.Name] == nil {
 					continue
 				}
-				for _, spec := range gen.Specs {
-					vs := spec.(*ast.ValueSpec)
-					typ, ok := vs.Type.(*ast.Ident)
-					if !ok || consts[typ.Name] == nil {
-						continue
-					}
-					for _, v := range vs.Values {
-						if lit, ok := v.(*ast.BasicLit); ok && lit.Kind == gotoken.STRING {
-							s, err := strconv.Unquote(lit.Value)
-							if err != nil {
-								return nil, fmt.Errorf("failed to read a constant of %s: %w", typ.Name, err)
-							}
-							consts[typ.Name][s] = true
+				for _, v := range vs.Values {
+					if lit, ok := v.(*ast.BasicLit); ok && lit.Kind == gotoken.STRING {
+						s, err := strconv.Unquote(lit.Value)
+						if err != nil {
+							return nil, fmt.Errorf("failed to read a constant of %s: %w", typ.Name, err)
 						}
+						consts[typ.Name][s] = true
 					}
 				}
 			}

@@ -80,8 +80,10 @@ func startVirtAPIWebhook(env *testenv.Env, binary string) (stop func(), err erro
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("failed to start %s: %w", binary, err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// exited closes when the process is gone; waitErr is then its exit status.
+	var waitErr error
+	exited := make(chan struct{})
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	stop = func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -107,8 +109,8 @@ func startVirtAPIWebhook(env *testenv.Env, binary string) (stop func(), err erro
 			}
 		}
 		select {
-		case err := <-exited:
-			return nil, fmt.Errorf("virt-api-webhook exited before serving (KUBEVIRT_TEST_VERBOSE=1 shows its log): %v", err)
+		case <-exited:
+			return nil, fmt.Errorf("virt-api-webhook exited before serving (KUBEVIRT_TEST_VERBOSE=1 shows its log): %w", waitErr)
 		case <-ctx.Done():
 			stop()
 			return nil, fmt.Errorf("failed to reach virt-api-webhook at %s: %w", url, ctx.Err())
