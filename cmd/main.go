@@ -24,6 +24,7 @@ import (
 	"github.com/k0rdent-ai/instance-operator/internal/provider"
 	"github.com/k0rdent-ai/instance-operator/internal/provider/kubevirt"
 	"github.com/k0rdent-ai/instance-operator/internal/provider/simulated"
+	"github.com/k0rdent-ai/instance-operator/internal/simcloud"
 	"github.com/k0rdent-ai/instance-operator/internal/version"
 )
 
@@ -56,6 +57,7 @@ func main() {
 	var (
 		providerName    string
 		kubevirtCatalog string
+		simURL          string
 		kubeAPIQPS      float64
 		kubeAPIBurst    int
 	)
@@ -63,6 +65,9 @@ func main() {
 		"The cloud that runs the machines: simulated (for development and tests) or kubevirt.")
 	flag.StringVar(&kubevirtCatalog, "kubevirt-catalog", "",
 		"With --provider=kubevirt, a catalog file of instance types and images; empty for the built-in one.")
+	flag.StringVar(&simURL, "sim-url", "",
+		"With --provider=simulated, the URL of the simulated cloud's service (cmd/simcloud), shared by every replica; "+
+			"empty runs the cloud inside this process with the --sim-* flags.")
 	flag.Float64Var(&kubeAPIQPS, "kube-api-qps", 200, "Queries per second the manager may send to the kube-apiserver.")
 	flag.IntVar(&kubeAPIBurst, "kube-api-burst", 400, "Burst of queries the manager may send to the kube-apiserver.")
 	reconcilerOpts := controllers.DefaultOptions()
@@ -119,7 +124,7 @@ func main() {
 	}
 
 	if enableControllers {
-		prov, err := newProvider(mgr, providerName, simCfg, kubevirtCatalog)
+		prov, err := newProvider(mgr, providerName, simURL, simCfg, kubevirtCatalog)
 		if err != nil {
 			setupLog.Error(err, "failed to set up the provider", "provider", providerName)
 			os.Exit(1)
@@ -145,9 +150,12 @@ func main() {
 }
 
 // newProvider builds the provider that --provider names.
-func newProvider(mgr ctrl.Manager, name string, simCfg simulated.Config, kubevirtCatalog string) (provider.Provider, error) {
+func newProvider(mgr ctrl.Manager, name, simURL string, simCfg simulated.Config, kubevirtCatalog string) (provider.Provider, error) {
 	switch name {
 	case simulated.Name:
+		if simURL != "" {
+			return simcloud.NewClient(simURL, simcloud.DefaultClientOptions())
+		}
 		return simulated.New(simCfg)
 	case kubevirt.Name:
 		return kubevirt.NewForManager(mgr, kubevirtCatalog)
