@@ -36,6 +36,7 @@ const (
 	ReasonInvalidPageToken     = "INVALID_PAGE_TOKEN"
 	ReasonInvalidPageSize      = "INVALID_PAGE_SIZE"
 	ReasonMalformedRequestBody = "MALFORMED_REQUEST_BODY"
+	ReasonQuotaExceeded        = "QUOTA_EXCEEDED"
 )
 
 // FieldViolation is one entry of a google.rpc.BadRequest detail.
