@@ -73,7 +73,7 @@ verify: manifests generate tidy fmt vet ## Regenerate everything and fail if the
 	fi
 
 .PHONY: control-plane
-control-plane: ## Build kube-apiserver, etcd and kubectl into bin/k8s/ (cached).
+control-plane: ## Build kube-apiserver, kube-controller-manager, etcd and kubectl into bin/k8s/ (cached).
 	hack/build-control-plane.sh
 
 .PHONY: test
@@ -144,6 +144,7 @@ release-push: release-tool ## Push the release of make release: the image to IMA
 .PHONY: run
 run: control-plane ## Run the whole product on this machine, in the foreground (Ctrl-C stops it).
 	go build -o $(LOCALBIN)/manager ./cmd
+	go build -o $(LOCALBIN)/simcloud ./cmd/simcloud
 	go build -o $(LOCALBIN)/devstack ./cmd/devstack
 	$(LOCALBIN)/devstack
 

@@ -40,8 +40,8 @@ const ControllerManagerReadyTimeout = 90 * time.Second
 // CA as the root CA, so the token and root-CA controllers work. It writes its
 // kubeconfig and the CA into the kube-apiserver's certificate directory, logs
 // to log, and returns once the service-account controller has made the
-// default namespace's `default` ServiceAccount: its informers have synced and
-// its controllers run.
+// `default` ServiceAccount of a namespace created for the purpose: its
+// informers have synced and its controllers run.
 func StartControllerManager(ctx context.Context, env *envtest.Environment, assets string, log io.Writer) (*ControllerManager, error) {
 	apiServer := env.ControlPlane.APIServer
 	if apiServer == nil || apiServer.CertDir == "" {
@@ -109,9 +109,16 @@ func (cm *ControllerManager) waitReady(ctx context.Context, env *envtest.Environ
 	}
 	ctx, cancel := context.WithTimeout(ctx, ControllerManagerReadyTimeout)
 	defer cancel()
+	// A namespace of its own: the `default` ServiceAccount of an existing
+	// one (etcd data kept across runs) proves nothing about this process.
+	probe := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "kube-controller-manager-ready-"}}
+	if err := c.Create(ctx, probe); err != nil {
+		return fmt.Errorf("failed to create the namespace that shows kube-controller-manager runs: %w", err)
+	}
+	defer func() { _ = c.Delete(context.Background(), probe) }()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	key := types.NamespacedName{Namespace: metav1.NamespaceDefault, Name: "default"}
+	key := types.NamespacedName{Namespace: probe.Name, Name: "default"}
 	for {
 		if err := c.Get(ctx, key, &corev1.ServiceAccount{}); err == nil {
 			return nil
@@ -121,7 +128,7 @@ func (cm *ControllerManager) waitReady(ctx context.Context, env *envtest.Environ
 			cm.done <- err
 			return fmt.Errorf("kube-controller-manager exited before its controllers ran: %v", err)
 		case <-ctx.Done():
-			return fmt.Errorf("failed to see kube-controller-manager's controllers run (no default ServiceAccount): %w", ctx.Err())
+			return fmt.Errorf("failed to see kube-controller-manager's controllers run (no default ServiceAccount in %s): %w", probe.Name, ctx.Err())
 		case <-tick.C:
 		}
 	}
