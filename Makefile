@@ -100,6 +100,7 @@ bench-short: ## The short form of make bench that CI runs (small N, short reads)
 .PHONY: test-reliability
 test-reliability: control-plane ## Crash, fault, hostile-client and fuzz checks (RELIABILITY_N=500 by default).
 	go build -o $(LOCALBIN)/manager ./cmd
+	go build -o $(LOCALBIN)/simcloud ./cmd/simcloud
 	go run ./test/reliability
 
 .PHONY: test-reliability-short

@@ -88,6 +88,7 @@ type Stack struct {
 	simErr     chan error
 	simArgs    []string
 	mgrArgs    []string
+	replicas   []*Replica
 	lock       *os.File
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
@@ -318,18 +319,7 @@ func (s *Stack) startManager() error {
 		return fmt.Errorf("failed to open the manager's log: %w", err)
 	}
 	s.managerLog = f
-	cloudArg := "--sim-state-dir=" + filepath.Join(s.opts.DataDir, "cloud")
-	if s.SimcloudURL != "" {
-		cloudArg = "--sim-url=" + s.SimcloudURL
-	}
-	args := append([]string{
-		"--metrics-bind-address=0",
-		"--health-probe-bind-address=0",
-		"--api-bind-address=" + s.opts.APIAddress,
-		"--provider=simulated",
-		cloudArg,
-	}, s.mgrArgs...)
-	cmd := exec.Command(s.opts.ManagerPath, args...)
+	cmd := exec.Command(s.opts.ManagerPath, s.managerArgs(s.opts.APIAddress)...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+s.Kubeconfig)
 	cmd.Stdout, cmd.Stderr = f, f
 	// The manager dies with us even if we are killed.
@@ -345,6 +335,23 @@ func (s *Stack) startManager() error {
 	}
 	s.logf("manager started (pid %d, %s, log in %s)", cmd.Process.Pid, where, logPath)
 	return nil
+}
+
+// managerArgs are a manager's flags: the stack's own, then ManagerArgs.
+func (s *Stack) managerArgs(apiAddress string) []string {
+	cloudArg := "--sim-state-dir=" + filepath.Join(s.opts.DataDir, "cloud")
+	if s.SimcloudURL != "" {
+		cloudArg = "--sim-url=" + s.SimcloudURL
+	}
+	return append([]string{
+		"--metrics-bind-address=0",
+		"--health-probe-bind-address=0",
+		"--api-bind-address=" + apiAddress,
+		"--provider=simulated",
+		// Out of a cluster the Lease needs a namespace named.
+		"--leader-election-namespace=" + metav1.NamespaceDefault,
+		cloudArg,
+	}, s.mgrArgs...)
 }
 
 // ManagerPID is the running manager's process id.
@@ -468,6 +475,9 @@ func (s *Stack) Stop() error {
 		s.cancel()
 	}
 	s.StopManager()
+	for _, r := range s.replicas {
+		r.Stop()
+	}
 	s.wg.Wait()
 	s.StopSimcloud()
 	if s.kcm != nil {
