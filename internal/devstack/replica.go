@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -114,19 +116,33 @@ func (r *Replica) Stop() {
 	_ = r.log.Close()
 }
 
-// RestartControlPlane stops kube-apiserver and etcd, keeps them down for
-// down, and starts them again on the same addresses, data and certificates,
-// as a control plane upgrade or a lost control-plane node would; the
-// processes talking to them (the manager, kube-controller-manager) stay up.
+// RestartControlPlane kills kube-apiserver and etcd (SIGKILL, as a lost
+// control-plane node), keeps them down for down, and starts them again on
+// the same addresses, data and certificates; the processes talking to them
+// (the manager, kube-controller-manager) stay up. A graceful stop would not
+// do: kube-apiserver drains for up to a minute while it still answers.
 func (s *Stack) RestartControlPlane(down time.Duration) error {
 	cp := &s.env.ControlPlane
-	if err := cp.APIServer.Stop(); err != nil {
-		return fmt.Errorf("failed to stop kube-apiserver: %w", err)
+	killed := 0
+	for _, pid := range ProcessesUsing(s.opts.DataDir) {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+		if err != nil {
+			continue
+		}
+		switch filepath.Base(strings.SplitN(string(cmdline), "\x00", 2)[0]) {
+		case "kube-apiserver", "etcd":
+			if syscall.Kill(pid, syscall.SIGKILL) == nil {
+				killed++
+			}
+		}
 	}
-	if err := cp.Etcd.Stop(); err != nil {
-		return fmt.Errorf("failed to stop etcd: %w", err)
+	if killed != 2 {
+		return fmt.Errorf("failed to kill kube-apiserver and etcd: found %d of them", killed)
 	}
-	s.logf("kube-apiserver and etcd stopped; starting them again in %s", down)
+	// envtest sees them exited and only tidies up.
+	_ = cp.APIServer.Stop()
+	_ = cp.Etcd.Stop()
+	s.logf("kube-apiserver and etcd killed; starting them again in %s", down)
 	time.Sleep(down)
 	if err := cp.Etcd.Start(); err != nil {
 		return fmt.Errorf("failed to start etcd again: %w", err)
