@@ -280,6 +280,8 @@ func apiReplicaKill(ctx context.Context, e env, results *checks) error {
 	}
 	var requests, failures, movedOver atomic.Int64
 	var firstFailure atomic.Value
+	// A restarted replica keeps its address, so the clients need only these.
+	addrs := [2]string{h.replicas[0].APIAddress, h.replicas[1].APIAddress}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := range clients {
@@ -292,8 +294,7 @@ func apiReplicaKill(ctx context.Context, e env, results *checks) error {
 					return
 				default:
 				}
-				first := h.replicas[k%2].APIAddress
-				other := h.replicas[(k+1)%2].APIAddress
+				first, other := addrs[k%2], addrs[(k+1)%2]
 				requests.Add(1)
 				code, err := get(first)
 				if err != nil {
