@@ -187,12 +187,16 @@ func failover(ctx context.Context, e env, results *checks) error {
 		if kill == 3 {
 			wave = n - created
 		}
-		if err := load.CreateInstances(ctx, h.c, ns, fmt.Sprintf("w%d", kill), wave, 16, nil); err != nil {
+		// Most of the wave before the kill, the rest right after it: then
+		// the new leader surely has work, however far the dead one got.
+		late := max(1, wave/4)
+		early := wave - late
+		if err := load.CreateInstances(ctx, h.c, ns, fmt.Sprintf("w%d", kill), early, 16, nil); err != nil {
 			return err
 		}
-		created += wave
-		// Mid-wave: a quarter of this wave RUNNING, the rest on its way.
-		threshold := created - wave + wave/4
+		created += early
+		// Mid-wave: a quarter of what was created RUNNING, the rest on its way.
+		threshold := created - early + early/4
 		wait, cancel := context.WithTimeout(ctx, 10*time.Minute)
 		inTransit := 0
 		err := load.WatchInstances(wait, h.c, ns, func(state map[string]*computev1alpha1.Instance) bool {
@@ -211,6 +215,10 @@ func failover(ctx context.Context, e env, results *checks) error {
 		h.replicas[i].Kill()
 		fmt.Printf("failover | SIGKILL of leader %s (pid %d) at %d/%d RUNNING, %d in PROVISIONING or STAGING, after %s\n",
 			h.replicas[i].Name, h.replicas[i].PID(), threshold, created, inTransit, since(began))
+		if err := load.CreateInstances(ctx, h.c, ns, fmt.Sprintf("w%d-late", kill), late, 16, nil); err != nil {
+			return err
+		}
+		created += late
 		// Writes the dead leader had in flight still arrive for a moment;
 		// only once the standby holds the Lease is a write surely its own.
 		standby := 1 - i
