@@ -81,7 +81,7 @@ verify: manifests generate tidy fmt vet lint ## Regenerate everything, lint, and
 	fi
 
 .PHONY: control-plane
-control-plane: ## Build kube-apiserver, etcd and kubectl into bin/k8s/ (cached).
+control-plane: ## Build kube-apiserver, kube-controller-manager, etcd and kubectl into bin/k8s/ (cached).
 	hack/build-control-plane.sh
 
 .PHONY: kubevirt
@@ -112,6 +112,7 @@ bench-short: ## The short form of make bench that CI runs (small N, short reads)
 .PHONY: test-reliability
 test-reliability: control-plane ## Crash, fault, hostile-client and fuzz checks (RELIABILITY_N=500 by default).
 	go build -o $(LOCALBIN)/manager ./cmd
+	go build -o $(LOCALBIN)/simcloud ./cmd/simcloud
 	go run ./test/reliability
 
 .PHONY: test-reliability-short
@@ -156,6 +157,7 @@ release-push: release-tool ## Push the release of make release: the image to IMA
 .PHONY: run
 run: control-plane ## Run the whole product on this machine, in the foreground (Ctrl-C stops it).
 	go build -o $(LOCALBIN)/manager ./cmd
+	go build -o $(LOCALBIN)/simcloud ./cmd/simcloud
 	go build -o $(LOCALBIN)/devstack ./cmd/devstack
 	$(LOCALBIN)/devstack
 

@@ -8,6 +8,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -24,6 +28,7 @@ import (
 	"github.com/k0rdent-ai/instance-operator/internal/provider"
 	"github.com/k0rdent-ai/instance-operator/internal/provider/kubevirt"
 	"github.com/k0rdent-ai/instance-operator/internal/provider/simulated"
+	"github.com/k0rdent-ai/instance-operator/internal/simcloud"
 	"github.com/k0rdent-ai/instance-operator/internal/version"
 )
 
@@ -48,6 +53,25 @@ func main() {
 		"Address of Go's pprof endpoints (/debug/pprof/) for profiling; 0 turns them off.")
 	flag.BoolVar(&enableLeaderElec, "leader-elect", false,
 		"Elect a leader among replicas so that only one runs the controllers.")
+	var leaseDuration, renewDeadline, retryPeriod time.Duration
+	var leaderElectionNamespace string
+	flag.StringVar(&leaderElectionNamespace, "leader-election-namespace", "",
+		"Namespace of the leader election Lease; empty is the pod's own (required out of a cluster).")
+	// Why these and not controller-runtime's 15s/10s/2s: the leader steps
+	// down (and the process exits) when it cannot renew within the renew
+	// deadline, so 15s rides out a kube-apiserver restart of ~10s without
+	// restarting the manager and re-listing every Instance; a standby takes
+	// over at most lease duration + retry period (~22s) after a leader dies
+	// without releasing, and within a retry period (2s) after a graceful
+	// stop, which releases the Lease. Reconciles are idempotent by create
+	// token, so the gap costs latency, never a duplicate; the REST API is
+	// served by every replica and has no gap.
+	flag.DurationVar(&leaseDuration, "leader-elect-lease-duration", 20*time.Second,
+		"How long a standby waits after the leader's last renewal before it takes over.")
+	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 15*time.Second,
+		"How long the leader keeps trying to renew before it steps down; must be less than the lease duration.")
+	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second,
+		"How often candidates try to acquire or renew the Lease.")
 	flag.BoolVar(&enableControllers, "enable-controllers", true,
 		"Run the Instance controllers (leader-elected when --leader-elect is set).")
 	flag.BoolVar(&enableAPI, "enable-api", true,
@@ -56,6 +80,7 @@ func main() {
 	var (
 		providerName    string
 		kubevirtCatalog string
+		simURL          string
 		kubeAPIQPS      float64
 		kubeAPIBurst    int
 	)
@@ -63,6 +88,9 @@ func main() {
 		"The cloud that runs the machines: simulated (for development and tests) or kubevirt.")
 	flag.StringVar(&kubevirtCatalog, "kubevirt-catalog", "",
 		"With --provider=kubevirt, a catalog file of instance types and images; empty for the built-in one.")
+	flag.StringVar(&simURL, "sim-url", "",
+		"With --provider=simulated, the URL of the simulated cloud's service (cmd/simcloud), shared by every replica; "+
+			"empty runs the cloud inside this process with the --sim-* flags.")
 	flag.Float64Var(&kubeAPIQPS, "kube-api-qps", 200, "Queries per second the manager may send to the kube-apiserver.")
 	flag.IntVar(&kubeAPIBurst, "kube-api-burst", 400, "Burst of queries the manager may send to the kube-apiserver.")
 	reconcilerOpts := controllers.DefaultOptions()
@@ -103,7 +131,14 @@ func main() {
 		PprofBindAddress:              pprofAddr,
 		LeaderElection:                enableLeaderElec,
 		LeaderElectionID:              "instance-operator.compute.k0rdent.ai",
+		LeaderElectionNamespace:       leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &leaseDuration,
+		RenewDeadline:                 &renewDeadline,
+		RetryPeriod:                   &retryPeriod,
+		// The Lease says which process leads (its identity is a random
+		// UUID), for `kubectl get lease` and the failover checks.
+		LeaderElectionLabels: holderLabels(),
 	})
 	if err != nil {
 		setupLog.Error(err, "failed to create the manager")
@@ -119,7 +154,7 @@ func main() {
 	}
 
 	if enableControllers {
-		prov, err := newProvider(mgr, providerName, simCfg, kubevirtCatalog)
+		prov, err := newProvider(mgr, providerName, simURL, simCfg, kubevirtCatalog)
 		if err != nil {
 			setupLog.Error(err, "failed to set up the provider", "provider", providerName)
 			os.Exit(1)
@@ -145,12 +180,32 @@ func main() {
 }
 
 // newProvider builds the provider that --provider names.
-func newProvider(mgr ctrl.Manager, name string, simCfg simulated.Config, kubevirtCatalog string) (provider.Provider, error) {
+func newProvider(mgr ctrl.Manager, name, simURL string, simCfg simulated.Config, kubevirtCatalog string) (provider.Provider, error) {
 	switch name {
 	case simulated.Name:
+		if simURL != "" {
+			return simcloud.NewClient(simURL, simcloud.DefaultClientOptions())
+		}
 		return simulated.New(simCfg)
 	case kubevirt.Name:
 		return kubevirt.NewForManager(mgr, kubevirtCatalog)
 	}
 	return nil, fmt.Errorf("unknown provider %q: use %s or %s", name, simulated.Name, kubevirt.Name)
 }
+
+// holderLabels name the process that holds the leader Lease: its host (the
+// pod's name in a cluster) and its process id.
+func holderLabels() map[string]string {
+	host, _ := os.Hostname()
+	host = strings.Trim(labelUnsafe.ReplaceAllString(host, "-"), "-._")
+	if len(host) > 63 {
+		host = strings.Trim(host[:63], "-._")
+	}
+	return map[string]string{
+		"compute.k0rdent.ai/holder-host": host,
+		"compute.k0rdent.ai/holder-pid":  strconv.Itoa(os.Getpid()),
+	}
+}
+
+// labelUnsafe matches what a label value may not hold.
+var labelUnsafe = regexp.MustCompile(`[^A-Za-z0-9._-]`)

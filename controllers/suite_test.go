@@ -35,7 +35,9 @@ var env *testenv.Env
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(logr.Discard())
 	var err error
-	env, err = testenv.Start()
+	// kube-controller-manager's namespace controller deletes the
+	// Instances of a deleted namespace (TestNamespaceDeletionDeletesItsMachines).
+	env, err = testenv.Start(testenv.WithControllerManager())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, etcd and kubectl from the Go module proxy into
+# Builds kube-apiserver, kube-controller-manager, etcd and kubectl from the Go module proxy into
 # bin/k8s/<version>/, the folder envtest's KUBEBUILDER_ASSETS points at.
 # No binary is downloaded: everything compiles from hack/tools/go.mod, so the
 # only network this needs is the module proxy. A binary already built for the
-# pinned version is kept, so only the first run pays (8-11 minutes cold on 2
+# pinned version is kept, so only the first run pays (12-16 minutes cold on 2
 # cores), and it says so up front and prints the elapsed time as it goes.
 set -euo pipefail
 
@@ -34,6 +34,7 @@ binaries=(
   "etcd go.etcd.io/etcd/server/v3 1-2"
   "kubectl k8s.io/kubernetes/cmd/kubectl 2-3"
   "kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver 5-6"
+  "kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager 4-5"
 )
 
 missing=()
@@ -43,7 +44,7 @@ for b in "${binaries[@]}"; do
 done
 if ((${#missing[@]} > 0)); then
   echo "The control plane ($k8s_version) is built once, from the Go module proxy, into ${out#"$root"/}:" >&2
-  echo "${missing[*]} to build, about 8-11 minutes in all on 2 cores (kube-apiserver alone 5-6)." >&2
+  echo "${missing[*]} to build, about 12-16 minutes in all on 2 cores (kube-apiserver alone 5-6)." >&2
   echo "Later runs reuse it. Elapsed time is printed every ${PROGRESS_INTERVAL:-10} seconds." >&2
 fi
 

@@ -1,6 +1,7 @@
 // Command devstack runs the whole product on this machine in the foreground:
-// etcd and kube-apiserver from bin/k8s, the manager with the simulated cloud
-// and the REST API, the samples, an admin kubeconfig and a deployer's token.
+// etcd, kube-apiserver and kube-controller-manager from bin/k8s, the
+// simulated cloud's service, the manager with the REST API, the samples, an
+// admin kubeconfig and a deployer's token.
 // Ctrl-C stops everything it started; the data under --data-dir stays for the
 // next run. `make run` builds and runs it.
 package main
@@ -49,6 +50,8 @@ func run() error {
 	var managerArgs repeated
 	flag.StringVar(&opts.DataDir, "data-dir", filepath.Join(root, "bin", "dev"), "Where etcd data, certificates, the simulated cloud's state, the kubeconfig and the token are kept.")
 	flag.StringVar(&opts.ManagerPath, "manager", filepath.Join(root, "bin", "manager"), "The manager binary.")
+	flag.StringVar(&opts.SimcloudPath, "simcloud", filepath.Join(root, "bin", "simcloud"),
+		"The simulated cloud's service binary, run as a process of its own that the manager reaches over HTTP; empty runs the cloud inside the manager.")
 	flag.StringVar(&opts.APIAddress, "api-address", apiAddress, "Where the REST API listens (also $INSTANCE_API_ADDRESS).")
 	flag.Var(&managerArgs, "manager-arg", "An extra flag for the manager; repeat for more.")
 	flag.Parse()

@@ -36,6 +36,8 @@ const (
 	ReasonInvalidPageToken     = "INVALID_PAGE_TOKEN"
 	ReasonInvalidPageSize      = "INVALID_PAGE_SIZE"
 	ReasonMalformedRequestBody = "MALFORMED_REQUEST_BODY"
+	// ReasonQuotaExceeded answers a create that a ResourceQuota refuses (403).
+	ReasonQuotaExceeded = "QUOTA_EXCEEDED"
 	// ReasonPreconditionFailed answers a write whose If-Match no longer
 	// names the instance's ETag (412).
 	ReasonPreconditionFailed = "PRECONDITION_FAILED"

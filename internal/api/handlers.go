@@ -9,11 +9,13 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
@@ -503,9 +505,42 @@ func (op *operation) fromKubernetes(err error) *apiError {
 		return invalidInstance(violations, md)
 	case apierrors.IsConflict(err):
 		return newError(http.StatusConflict, ReasonConflict, "the instance changed while it was being updated; try again", md)
+	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
+		return newError(http.StatusConflict, ReasonConflict,
+			fmt.Sprintf("project %q of region %q is being deleted", op.rt.project, op.rt.region), md)
+	case apierrors.IsForbidden(err):
+		// The manager's own identity may do everything it asks, so what
+		// else kube-apiserver forbids is its quota admission's refusal.
+		return op.fromQuota(status.Status().Message, md)
 	case apierrors.IsTooManyRequests(err), apierrors.IsServerTimeout(err), apierrors.IsTimeout(err), apierrors.IsServiceUnavailable(err):
 		op.log().Error(err, "the API server is busy")
 		return newError(http.StatusServiceUnavailable, ReasonUnavailable, "the service is busy; try again later", nil)
+	}
+	return nil
+}
+
+// quotaExceeded matches the refusal of kube-apiserver's ResourceQuota
+// admission (k8s.io/apiserver/pkg/admission/plugin/resourcequota), the only
+// place the quota's name and limit are told.
+var (
+	quotaExceeded  = regexp.MustCompile(`exceeded quota: ([^,]+), requested: ([^ ]+), used: ([^ ]+), limited: ([^ ]+)$`)
+	quotaUncounted = regexp.MustCompile(`status unknown for quota: ([^,]+)`)
+)
+
+// fromQuota answers a quota's refusal: 403 QUOTA_EXCEEDED naming the quota
+// and its limit, or 503 while kube-controller-manager has not yet counted a
+// new quota (kube-apiserver refuses every create it constrains until then);
+// nil for any other refusal.
+func (op *operation) fromQuota(msg string, md map[string]string) *apiError {
+	if m := quotaExceeded.FindStringSubmatch(msg); m != nil {
+		md["quota"], md["requested"], md["used"], md["limit"] = m[1], m[2], m[3], m[4]
+		return newError(http.StatusForbidden, ReasonQuotaExceeded,
+			fmt.Sprintf("project %q of region %q is at its quota %q: limited %s, used %s", op.rt.project, op.rt.region, m[1], m[4], m[3]), md)
+	}
+	if m := quotaUncounted.FindStringSubmatch(msg); m != nil {
+		op.log().Info("the project's quota is not counted yet", "quota", m[1])
+		return newError(http.StatusServiceUnavailable, ReasonUnavailable,
+			fmt.Sprintf("the quota %q of project %q is being counted; try again shortly", m[1], op.rt.project), nil)
 	}
 	return nil
 }

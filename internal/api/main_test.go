@@ -75,7 +75,9 @@ func runSuite(m *testing.M) int {
 		ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
 	}
 	var err error
-	env, err = testenv.Start()
+	// kube-controller-manager aggregates the shipped roles into view, edit
+	// and admin, and counts the quotas the API answers QUOTA_EXCEEDED for.
+	env, err = testenv.Start(testenv.WithControllerManager())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -53,7 +53,7 @@ type Options struct {
 	// DataDir keeps etcd's data, the certificates, the simulated cloud's
 	// state, the kubeconfig, the token and the manager's log across runs.
 	DataDir string
-	// AssetsDir holds kube-apiserver, etcd and kubectl.
+	// AssetsDir holds kube-apiserver, kube-controller-manager, etcd and kubectl.
 	AssetsDir string
 	// ManagerPath is the manager binary.
 	ManagerPath string
@@ -65,6 +65,12 @@ type Options struct {
 	Log io.Writer
 	// NoManager leaves the manager to a later StartManager call.
 	NoManager bool
+	// SimcloudPath is the simulated cloud's service binary (cmd/simcloud).
+	// When set, the cloud runs as a process of its own, reached over HTTP
+	// with --sim-url as a real cloud is, and the --sim-* flags of
+	// ManagerArgs go to it instead of the manager. Empty runs the cloud
+	// inside the manager.
+	SimcloudPath string
 }
 
 // Stack is a running control plane and manager.
@@ -75,6 +81,14 @@ type Stack struct {
 	manager    *exec.Cmd
 	managerLog *os.File
 	managerErr chan error
+	kcm        *controlplane.ControllerManager
+	kcmLog     *os.File
+	simcloud   *exec.Cmd
+	simLog     *os.File
+	simErr     chan error
+	simArgs    []string
+	mgrArgs    []string
+	replicas   []*Replica
 	lock       *os.File
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
@@ -85,6 +99,8 @@ type Stack struct {
 	Kubeconfig string
 	// TokenFile holds the deployer's bearer token.
 	TokenFile string
+	// SimcloudURL is the simulated cloud's service, when it runs as one.
+	SimcloudURL string
 }
 
 func (s *Stack) logf(format string, args ...any) {
@@ -112,6 +128,13 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	stopLeftovers(opts.DataDir, s.logf)
+	s.mgrArgs = opts.ManagerArgs
+	if opts.SimcloudPath != "" {
+		s.mgrArgs, s.simArgs = splitSimArgs(opts.ManagerArgs)
+		if err := s.StartSimcloud(ctx); err != nil {
+			return nil, err
+		}
+	}
 
 	// envtest loads its CA only when it generates the serving certificates,
 	// so they are made anew each run; the kubeconfig and token follow them.
@@ -135,6 +158,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	s.Config = cfg
 	s.logf("kube-apiserver is serving on %s; the Instance CRD is installed", cfg.Host)
+	if err := s.startControllerManager(ctx); err != nil {
+		return nil, err
+	}
 
 	if err := s.writeKubeconfig(); err != nil {
 		return nil, err
@@ -163,6 +189,25 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		s.reportTransitions(watchCtx)
 	}()
 	return s, nil
+}
+
+// startControllerManager runs kube-controller-manager beside the
+// kube-apiserver: without it a deleted namespace stays Terminating, owner
+// references are never collected, quotas are never counted and `view` never
+// gains compute.viewer's rules.
+func (s *Stack) startControllerManager(ctx context.Context) error {
+	logPath := filepath.Join(s.opts.DataDir, "kube-controller-manager.log")
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("failed to open kube-controller-manager's log: %w", err)
+	}
+	s.kcmLog = f
+	began := time.Now()
+	if s.kcm, err = controlplane.StartControllerManager(ctx, s.env, s.opts.AssetsDir, f); err != nil {
+		return err
+	}
+	s.logf("kube-controller-manager runs its controllers after %s (log in %s)", time.Since(began).Round(10*time.Millisecond), logPath)
+	return nil
 }
 
 func (s *Stack) writeKubeconfig() error {
@@ -274,14 +319,7 @@ func (s *Stack) startManager() error {
 		return fmt.Errorf("failed to open the manager's log: %w", err)
 	}
 	s.managerLog = f
-	args := append([]string{
-		"--metrics-bind-address=0",
-		"--health-probe-bind-address=0",
-		"--api-bind-address=" + s.opts.APIAddress,
-		"--provider=simulated",
-		"--sim-state-dir=" + filepath.Join(s.opts.DataDir, "cloud"),
-	}, s.opts.ManagerArgs...)
-	cmd := exec.Command(s.opts.ManagerPath, args...)
+	cmd := exec.Command(s.opts.ManagerPath, s.managerArgs(s.opts.APIAddress)...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+s.Kubeconfig)
 	cmd.Stdout, cmd.Stderr = f, f
 	// The manager dies with us even if we are killed.
@@ -291,8 +329,29 @@ func (s *Stack) startManager() error {
 	}
 	s.manager = cmd
 	go func() { s.managerErr <- cmd.Wait() }()
-	s.logf("manager started (pid %d, simulated cloud, log in %s)", cmd.Process.Pid, logPath)
+	where := "simulated cloud in-process"
+	if s.SimcloudURL != "" {
+		where = "simulated cloud at " + s.SimcloudURL
+	}
+	s.logf("manager started (pid %d, %s, log in %s)", cmd.Process.Pid, where, logPath)
 	return nil
+}
+
+// managerArgs are a manager's flags: the stack's own, then ManagerArgs.
+func (s *Stack) managerArgs(apiAddress string) []string {
+	cloudArg := "--sim-state-dir=" + filepath.Join(s.opts.DataDir, "cloud")
+	if s.SimcloudURL != "" {
+		cloudArg = "--sim-url=" + s.SimcloudURL
+	}
+	return append([]string{
+		"--metrics-bind-address=0",
+		"--health-probe-bind-address=0",
+		"--api-bind-address=" + apiAddress,
+		"--provider=simulated",
+		// Out of a cluster the Lease needs a namespace named.
+		"--leader-election-namespace=" + metav1.NamespaceDefault,
+		cloudArg,
+	}, s.mgrArgs...)
 }
 
 // ManagerPID is the running manager's process id.
@@ -419,7 +478,19 @@ func (s *Stack) Stop() error {
 		s.cancel()
 	}
 	s.StopManager()
+	for _, r := range s.replicas {
+		r.Stop()
+	}
 	s.wg.Wait()
+	s.StopSimcloud()
+	if s.kcm != nil {
+		_ = s.kcm.Stop()
+		s.kcm = nil
+		s.logf("kube-controller-manager stopped")
+	}
+	if s.kcmLog != nil {
+		_ = s.kcmLog.Close()
+	}
 	if s.env != nil && s.env.ControlPlane.APIServer != nil {
 		if err := s.env.Stop(); err != nil && !errors.Is(err, context.Canceled) {
 			errs = append(errs, fmt.Errorf("failed to stop the control plane: %w", err))

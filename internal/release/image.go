@@ -31,6 +31,12 @@ const (
 	NonrootUID = 65532
 	// ManagerPath is the binary's path in the image, and its entrypoint.
 	ManagerPath = "/manager"
+	// SimcloudPath is the simulated cloud's service (cmd/simcloud) in the
+	// image: config/ and the chart run it as a Deployment of its own with
+	// this image and this command.
+	SimcloudPath = "/simcloud"
+	// SimcloudPackage is its main package, relative to the module.
+	SimcloudPackage = "./cmd/simcloud"
 )
 
 // ImageOptions say what BuildIndex builds.
@@ -102,7 +108,11 @@ func BuildIndex(ctx context.Context, opts ImageOptions) (v1.ImageIndex, error) {
 		if err := BuildManager(ctx, opts.ModuleDir, opts.Package, p, opts.Info, bin); err != nil {
 			return nil, err
 		}
-		img, err := managerImage(base, bin, p, opts.Info)
+		simBin := filepath.Join(binDir, "simcloud-"+platformFileName(p))
+		if err := BuildManager(ctx, opts.ModuleDir, SimcloudPackage, p, opts.Info, simBin); err != nil {
+			return nil, err
+		}
+		img, err := managerImage(base, bin, simBin, p, opts.Info)
 		if err != nil {
 			return nil, err
 		}
@@ -181,8 +191,12 @@ func goEnv(p v1.Platform) ([]string, error) {
 
 // managerImage is one platform's image: scratch, the base layer, a layer
 // with the manager, and a config that runs it as nonroot.
-func managerImage(base v1.Layer, binary string, p v1.Platform, info BuildInfo) (v1.Image, error) {
-	managerLayer, err := binaryLayer(binary, info.Date)
+func managerImage(base v1.Layer, binary, simcloud string, p v1.Platform, info BuildInfo) (v1.Image, error) {
+	managerLayer, err := binaryLayer(binary, ManagerPath, info.Date)
+	if err != nil {
+		return nil, err
+	}
+	simcloudLayer, err := binaryLayer(simcloud, SimcloudPath, info.Date)
 	if err != nil {
 		return nil, err
 	}
@@ -199,6 +213,11 @@ func managerImage(base v1.Layer, binary string, p v1.Platform, info BuildInfo) (
 			Layer:     managerLayer,
 			MediaType: types.OCILayer,
 			History:   v1.History{Created: created, CreatedBy: "hack/release: " + ManagerPath + " " + info.Version, Comment: "manager"},
+		},
+		mutate.Addendum{
+			Layer:     simcloudLayer,
+			MediaType: types.OCILayer,
+			History:   v1.History{Created: created, CreatedBy: "hack/release: " + SimcloudPath + " " + info.Version, Comment: "simulated cloud"},
 		},
 	)
 	if err != nil {
@@ -256,12 +275,12 @@ func baseLayer(date time.Time) (v1.Layer, error) {
 	})
 }
 
-func binaryLayer(binary string, date time.Time) (v1.Layer, error) {
+func binaryLayer(binary, path string, date time.Time) (v1.Layer, error) {
 	data, err := os.ReadFile(binary)
 	if err != nil {
-		return nil, fmt.Errorf("failed to read the manager binary: %w", err)
+		return nil, fmt.Errorf("failed to read the binary for %s: %w", path, err)
 	}
-	return layerOf(date, []tarEntry{{name: strings.TrimPrefix(ManagerPath, "/"), mode: 0o755, data: data}})
+	return layerOf(date, []tarEntry{{name: strings.TrimPrefix(path, "/"), mode: 0o755, data: data}})
 }
 
 // layerOf writes the entries as a tar in name order, every mtime the

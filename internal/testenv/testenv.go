@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -30,12 +31,33 @@ type Env struct {
 	// AssetsDir holds kube-apiserver, etcd and kubectl.
 	AssetsDir string
 
+	// ControllerManager is the kube-controller-manager started by
+	// WithControllerManager; nil otherwise.
+	ControllerManager *controlplane.ControllerManager
+
 	kubeconfig string
 }
 
+// Option changes what Start starts.
+type Option func(*options)
+
+type options struct {
+	controllerManager bool
+}
+
+// WithControllerManager starts kube-controller-manager beside the
+// kube-apiserver, for the suites that need namespace deletion, garbage
+// collection, quota counting or ClusterRole aggregation. The others go
+// without: it costs each suite 2-5 seconds and a process on busy cores.
+func WithControllerManager() Option { return func(o *options) { o.controllerManager = true } }
+
 // Start starts a control plane with the CRDs of config/crd/bases installed.
 // Call Stop when done; tests usually do it from TestMain.
-func Start() (*Env, error) {
+func Start(opts ...Option) (*Env, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	root, err := controlplane.ModuleRoot()
 	if err != nil {
 		return nil, err
@@ -59,7 +81,18 @@ func Start() (*Env, error) {
 		_ = env.Stop()
 		return nil, fmt.Errorf("failed to create a client: %w", err)
 	}
-	return &Env{Environment: env, Config: cfg, Client: c, Scheme: scheme, AssetsDir: assets}, nil
+	e := &Env{Environment: env, Config: cfg, Client: c, Scheme: scheme, AssetsDir: assets}
+	if o.controllerManager {
+		var log io.Writer = io.Discard
+		if os.Getenv("KCM_LOG") != "" {
+			log = os.Stderr
+		}
+		if e.ControllerManager, err = controlplane.StartControllerManager(context.Background(), env, assets, log); err != nil {
+			_ = env.Stop()
+			return nil, err
+		}
+	}
+	return e, nil
 }
 
 // Stop stops the control plane and removes the kubeconfig it wrote.
@@ -67,6 +100,7 @@ func (e *Env) Stop() error {
 	if e.kubeconfig != "" {
 		_ = os.Remove(e.kubeconfig)
 	}
+	_ = e.ControllerManager.Stop()
 	return e.Environment.Stop()
 }
 

@@ -25,6 +25,8 @@ var stack struct {
 	kubeconfig string
 	token      string
 	apiURL     string
+	// simcloudURL is the simulated cloud's service, as devstack reports it.
+	simcloudURL string
 }
 
 func TestMain(m *testing.M) {
@@ -50,7 +52,7 @@ func runMain(m *testing.M) int {
 	defer os.RemoveAll(work)
 
 	bin := filepath.Join(work, "bin")
-	for name, pkg := range map[string]string{"manager": "./cmd", "devstack": "./cmd/devstack"} {
+	for name, pkg := range map[string]string{"manager": "./cmd", "devstack": "./cmd/devstack", "simcloud": "./cmd/simcloud"} {
 		build := exec.Command("go", "build", "-o", filepath.Join(bin, name), pkg)
 		build.Dir = root
 		if out, err := build.CombinedOutput(); err != nil {
@@ -71,6 +73,7 @@ func runMain(m *testing.M) int {
 	cmd := exec.Command(filepath.Join(bin, "devstack"),
 		"--data-dir", stack.dataDir,
 		"--manager", filepath.Join(bin, "manager"),
+		"--simcloud", filepath.Join(bin, "simcloud"),
 		"--api-address", fmt.Sprintf("127.0.0.1:%d", port),
 	)
 	for _, arg := range managerArgs {
@@ -97,6 +100,9 @@ func runMain(m *testing.M) int {
 		for sc.Scan() {
 			line := sc.Text()
 			fmt.Println("devstack | " + line)
+			if _, rest, ok := strings.Cut(line, "simulated cloud serving on "); ok && stack.simcloudURL == "" {
+				stack.simcloudURL, _, _ = strings.Cut(rest, " ")
+			}
 			if !signalled && strings.HasPrefix(line, devstack.ReadyLine) {
 				signalled = true
 				close(ready)

@@ -41,6 +41,9 @@ func main() {
 
 type env struct {
 	root, assets, manager, work string
+	// simcloud is the simulated cloud's service binary: every run reaches
+	// its cloud over the network, as the manager reaches a real one.
+	simcloud string
 }
 
 func run() error {
@@ -58,7 +61,14 @@ func run() error {
 	} else {
 		fmt.Printf("reliability: keeping %s (RELIABILITY_KEEP)\n", work)
 	}
-	e := env{root: root, assets: assets, manager: manager, work: work}
+	simcloudBin := os.Getenv("RELIABILITY_SIMCLOUD")
+	if simcloudBin == "" {
+		simcloudBin = filepath.Join(filepath.Dir(manager), "simcloud")
+	}
+	if _, err := os.Stat(simcloudBin); err != nil {
+		return fmt.Errorf("no simulated cloud service at %s (go build -o %s ./cmd/simcloud): %w", simcloudBin, simcloudBin, err)
+	}
+	e := env{root: root, assets: assets, manager: manager, work: work, simcloud: simcloudBin}
 
 	only := os.Getenv("RELIABILITY_ONLY")
 	var results checks
@@ -70,6 +80,10 @@ func run() error {
 		{"faults", faults},
 		{"hostile", hostileClients},
 		{"fuzz", fuzzing},
+		{"failover", failover},
+		{"api-replica", apiReplicaKill},
+		{"apiserver-restart", apiserverRestart},
+		{"partition", simcloudPartition},
 	} {
 		if only != "" && !strings.Contains(","+only+",", ","+part.name+",") {
 			continue
@@ -100,7 +114,7 @@ func (e env) startStack(ctx context.Context, name string, managerArgs ...string)
 	}
 	stack, err := devstack.Start(ctx, devstack.Options{
 		Root: e.root, AssetsDir: e.assets, DataDir: filepath.Join(e.work, name),
-		ManagerPath: e.manager, APIAddress: fmt.Sprintf("127.0.0.1:%d", port),
+		ManagerPath: e.manager, APIAddress: fmt.Sprintf("127.0.0.1:%d", port), SimcloudPath: e.simcloud,
 		Log:         load.PrefixWriter{Prefix: name + " | "},
 		ManagerArgs: append([]string{"--zap-log-level=" + logLevel()}, managerArgs...),
 	})

@@ -3,28 +3,29 @@ package main
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
-	"github.com/k0rdent-ai/instance-operator/internal/provider/simulated"
+	"github.com/k0rdent-ai/instance-operator/internal/devstack"
+	"github.com/k0rdent-ai/instance-operator/internal/simcloud"
 	"github.com/k0rdent-ai/instance-operator/test/load"
 )
 
-// cloudMachines opens the simulated cloud's state, as the manager left it,
-// and counts machines per instance.
-func cloudMachines(dataDir string) (map[string]int, int, error) {
-	cfg := simulated.DefaultConfig()
-	cfg.StateDir = filepath.Join(dataDir, "cloud")
-	cloud, err := simulated.New(cfg)
+// cloudMachines asks the simulated cloud's service for its machines and
+// counts them per instance.
+func cloudMachines(ctx context.Context, stack *devstack.Stack) (map[string]int, int, error) {
+	cloud, err := simcloud.NewClient(stack.SimcloudURL, simcloud.DefaultClientOptions())
 	if err != nil {
-		return nil, 0, fmt.Errorf("failed to open the simulated cloud's state: %w", err)
+		return nil, 0, err
+	}
+	machines, err := cloud.Machines(ctx)
+	if err != nil {
+		return nil, 0, err
 	}
 	perInstance := map[string]int{}
-	machines := cloud.Machines()
 	for _, m := range machines {
 		perInstance[m.Namespace+"/"+m.Name]++
 	}
@@ -85,7 +86,7 @@ func crashSafety(ctx context.Context, e env, results *checks) error {
 		return err
 	}
 	stack.StopManager()
-	perInstance, total, err := cloudMachines(filepath.Join(e.work, ns))
+	perInstance, total, err := cloudMachines(ctx, stack)
 	if err != nil {
 		return err
 	}
@@ -146,7 +147,7 @@ func faults(ctx context.Context, e env, results *checks) error {
 		return fmt.Errorf("%d instances were not gone 15 minutes after deletion: %w", left, err)
 	}
 	stack.StopManager()
-	_, total, err := cloudMachines(filepath.Join(e.work, ns))
+	_, total, err := cloudMachines(ctx, stack)
 	if err != nil {
 		return err
 	}

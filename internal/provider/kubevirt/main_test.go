@@ -92,6 +92,14 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "failed to stop the control plane:", err)
 		}
 	}()
+	// kube-controller-manager's garbage collector deletes what the provider
+	// owns once its owner goes (TestOwnedObjectsAreCollectedAfterTheInstance),
+	// or keeps it running once released (TestReleaseForOrphan). Started after
+	// the KubeVirt CRDs, so its first discovery already knows them.
+	if env.ControllerManager, err = controlplane.StartControllerManager(context.Background(), e, assets, logOutput()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	if k8sClient, err = client.NewWithWatch(cfg, client.Options{Scheme: testScheme}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -46,6 +46,11 @@ type Faults struct {
 	// LossRate is the chance, per observation, that the machine is lost out
 	// of band: it disappears from the cloud without anybody deleting it.
 	LossRate float64
+	// DropRate is the chance that the network service (cmd/simcloud) closes
+	// a call's connection without an answer after the cloud acted on it, as
+	// a dropped connection or a lost reply would. The in-process cloud has
+	// no connection to drop and ignores it.
+	DropRate float64
 }
 
 // Config configures a simulated cloud.
@@ -124,6 +129,8 @@ func (cfg *Config) BindFlags(fs *flag.FlagSet) {
 		"Probability, per observation of a running machine, that its host fails (REPAIRING, then RUNNING).")
 	fs.Float64Var(&f.LossRate, "sim-loss-rate", f.LossRate,
 		"Probability, per observation, that a machine is lost out of band.")
+	fs.Float64Var(&f.DropRate, "sim-drop-rate", f.DropRate,
+		"Probability that the simulated cloud's network service drops a call's connection after acting on it.")
 }
 
 // capacityFlag is a name=count,... flag.
@@ -165,7 +172,7 @@ func (c *capacityFlag) Set(s string) error {
 func (f Faults) validate() error {
 	for name, rate := range map[string]float64{
 		"transient error rate": f.TransientErrorRate, "slow call rate": f.SlowCallRate,
-		"host failure rate": f.HostFailureRate, "loss rate": f.LossRate,
+		"host failure rate": f.HostFailureRate, "loss rate": f.LossRate, "drop rate": f.DropRate,
 	} {
 		if rate < 0 || rate > 1 {
 			return fmt.Errorf("the %s must be between 0 and 1, not %g", name, rate)

@@ -63,6 +63,13 @@ func (c *Cloud) Lose(id string) error {
 	return c.remove(m)
 }
 
+// Faults returns the fault rates in force.
+func (c *Cloud) Faults() Faults {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cfg.Faults
+}
+
 // SetFaults changes the fault rates from now on.
 func (c *Cloud) SetFaults(f Faults) error {
 	if err := f.validate(); err != nil {
