@@ -102,20 +102,21 @@ func newAuthorizer(o *Options, cs kubernetes.Interface) (authorizer.Authorizer, 
 	return a, nil
 }
 
-// authenticate returns the caller, or the 401 to answer.
-func (s *Server) authenticate(r *http.Request) (*authenticator.Response, *apiError) {
+// authenticateDetailed returns the caller, or the 401 to answer and whether
+// the token was definitely refused (false when an authenticator erred).
+func (s *Server) authenticateDetailed(r *http.Request) (*authenticator.Response, bool, *apiError) {
 	if r.Header.Get("Authorization") == "" {
-		return nil, newError(http.StatusUnauthorized, ReasonUnauthenticated, "the request has no bearer token: send Authorization: Bearer <token>", nil)
+		return nil, true, newError(http.StatusUnauthorized, ReasonUnauthenticated, "the request has no bearer token: send Authorization: Bearer <token>", nil)
 	}
 	if len(r.Header.Get("Authorization")) > maxTokenBytes {
-		return nil, newError(http.StatusUnauthorized, ReasonUnauthenticated, "the bearer token is invalid or expired", nil)
+		return nil, true, newError(http.StatusUnauthorized, ReasonUnauthenticated, "the bearer token is invalid or expired", nil)
 	}
 	resp, ok, err := s.authn.AuthenticateRequest(r)
 	if err != nil || !ok {
 		if err != nil {
 			s.log(r).V(1).Info("authentication failed", "error", err.Error())
 		}
-		return nil, newError(http.StatusUnauthorized, ReasonUnauthenticated, "the bearer token is invalid or expired", nil)
+		return nil, !transientAuthError(err), newError(http.StatusUnauthorized, ReasonUnauthenticated, "the bearer token is invalid or expired", nil)
 	}
-	return resp, nil
+	return resp, false, nil
 }

@@ -452,6 +452,9 @@ func (op *operation) fromKubernetes(err error) *apiError {
 	if !errors.As(err, &status) {
 		return nil
 	}
+	if ae := op.fromForbidden(err); ae != nil {
+		return ae
+	}
 	md := map[string]string{"region": op.rt.region, "project": op.rt.project}
 	switch {
 	case apierrors.IsNotFound(err):

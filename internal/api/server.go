@@ -51,6 +51,8 @@ type Server struct {
 	authn         authenticator.Request
 	authz         authorizer.Authorizer
 	rate          *rateLimiter
+	guard         *authGuard
+	inFlight      inFlight
 	base          logr.Logger
 
 	ready     atomic.Bool
@@ -85,6 +87,8 @@ func AddToManager(mgr manager.Manager, opts Options) (*Server, error) {
 		kubeClient: mgr.GetClient(),
 		live:       mgr.GetAPIReader(),
 		rate:       newRateLimiter(opts.RateLimit, opts.RateBurst),
+		guard:      newAuthGuard(opts.AuthFailureRate, opts.AuthFailureBurst, opts.AuthnCacheTTL),
+		inFlight:   newInFlight(opts.MaxRequestsInFlight),
 		base:       ctrl.Log.WithName("api"),
 		listening:  make(chan struct{}),
 	}
@@ -228,7 +232,7 @@ func (s *Server) Handler() http.Handler {
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write(OpenAPIDocument)
 		case strings.HasPrefix(path, "/v1/"):
-			s.serveAPI(w, r)
+			s.inFlight.serve(w, r, s.serveAPI)
 		default:
 			writeError(w, notFoundRoute(r))
 		}
@@ -256,13 +260,8 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("method %s is not allowed on %s; allowed: %s", truncate(r.Method, 16), rt.template(), strings.Join(allowed, ", ")), nil))
 		return
 	}
-	user, aerr := s.authenticate(r)
-	if aerr != nil {
-		if retry, limited := s.rate.limit("ip:" + remoteHost(r)); limited {
-			writeRateLimited(w, retry)
-			return
-		}
-		writeError(w, aerr)
+	user, ok := s.authenticateGuarded(w, r)
+	if !ok {
 		return
 	}
 	setUser(r, user.User.GetName())
