@@ -257,7 +257,9 @@ func createBody(id string) map[string]any { return map[string]any{"id": id, "typ
 // whose keys and values together exceed 256 KiB, though each value is
 // within its own 256 KiB limit; the REST API answers it as a field violation.
 func TestInstanceMetadataTotalIsBounded(t *testing.T) {
-	item := func(key string, n int) map[string]string { return map[string]string{"key": key, "value": strings.Repeat("a", n)} }
+	item := func(key string, n int) map[string]string {
+		return map[string]string{"key": key, "value": strings.Repeat("a", n)}
+	}
 	cleanupInstance(t, "metadata-fits")
 	r := call(t, http.MethodPost, collectionPath, tokens["deployer"], map[string]any{"id": "metadata-fits", "type": typeURI,
 		"instanceMetadata": []map[string]string{item("user-data", 200<<10)}})
