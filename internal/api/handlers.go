@@ -220,6 +220,9 @@ func (op *operation) create() error {
 	if serr := checkScope(req, op.rt.region, op.rt.project); serr != nil {
 		return serr
 	}
+	if err := op.authorizeDiskSources(req); err != nil {
+		return err
+	}
 	in := &computev1alpha1.Instance{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace:   op.ns,

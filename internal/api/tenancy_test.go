@@ -16,6 +16,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
@@ -274,5 +276,46 @@ func TestInstanceMetadataTotalIsBounded(t *testing.T) {
 	}
 	if !strings.Contains(e.Error.Message, "262144") {
 		t.Errorf("message = %q, want the bound", e.Error.Message)
+	}
+}
+
+// TestCloneSourceNeedsTheCallersGet: a caller who may create instances but
+// not read a PersistentVolumeClaim cannot have the operator clone it for
+// them; one who may read it can.
+func TestCloneSourceNeedsTheCallersGet(t *testing.T) {
+	ctx := context.Background()
+	const ns, proj = "clone-project", "project-clone"
+	if err := createProjectNamespace(ns, region, proj); err != nil {
+		t.Fatal(err)
+	}
+	if err := bindRole(ctx, ns, "ServiceAccount", "deployer", "compute.deployer"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := clientset.RbacV1().Roles(ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "pvc-reader"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"persistentvolumeclaims"}, Verbs: []string{"get"}}}},
+		metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	if _, err := clientset.RbacV1().RoleBindings(ns).Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "pvc-reader"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "pvc-reader"},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "deployer", Namespace: saNS}}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	clone := func(id, p string) map[string]any {
+		return map[string]any{"id": id, "type": typeURI, "disks": []map[string]any{
+			{"boot": true, "source": "/v1/regions/" + region + "/projects/" + p + "/compute/volumes/secret-data"}}}
+	}
+	cleanupInstance(t, "clone-denied")
+	r := call(t, http.MethodPost, collectionPath, tokens["deployer"], clone("clone-denied", project))
+	e := r.envelope(t, http.StatusForbidden, ReasonPermissionDenied)
+	if !strings.Contains(e.Error.Message, "secret-data") {
+		t.Errorf("message = %q, want the source named", e.Error.Message)
+	}
+	if _, err := getResource(t, "clone-denied"); !apierrors.IsNotFound(err) {
+		t.Errorf("the refused instance exists: %v", err)
+	}
+	path := "/v1/regions/" + region + "/projects/" + proj + "/compute/instances"
+	if r := call(t, http.MethodPost, path, tokens["deployer"], clone("clone-allowed", proj)); r.StatusCode != http.StatusCreated {
+		t.Errorf("a caller who may read the volume: %d %s", r.StatusCode, r.body)
 	}
 }
