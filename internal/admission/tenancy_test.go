@@ -191,10 +191,18 @@ func TestInstanceRulesHoldForKubectlUsers(t *testing.T) {
 
 	t.Run("URIs outside the namespace's region or project", func(t *testing.T) {
 		for name, m := range map[string]func(*computev1alpha1.Instance){
-			"type":    func(in *computev1alpha1.Instance) { in.Spec.Type = "/v1/regions/eu-west-1/zones/eu1-a/instance-types/g1-small" },
-			"network": func(in *computev1alpha1.Instance) { in.Spec.NICs = []computev1alpha1.NIC{{Network: projectB + "/networks/net-1"}} },
-			"subnet":  func(in *computev1alpha1.Instance) { in.Spec.NICs = []computev1alpha1.NIC{{Subnet: projectB + "/subnets/sub-1"}} },
-			"disk":    func(in *computev1alpha1.Instance) { in.Spec.Disks = []computev1alpha1.Disk{{Source: projectB + "/volumes/data", SizeGb: 10}} },
+			"type": func(in *computev1alpha1.Instance) {
+				in.Spec.Type = "/v1/regions/eu-west-1/zones/eu1-a/instance-types/g1-small"
+			},
+			"network": func(in *computev1alpha1.Instance) {
+				in.Spec.NICs = []computev1alpha1.NIC{{Network: projectB + "/networks/net-1"}}
+			},
+			"subnet": func(in *computev1alpha1.Instance) {
+				in.Spec.NICs = []computev1alpha1.NIC{{Subnet: projectB + "/subnets/sub-1"}}
+			},
+			"disk": func(in *computev1alpha1.Instance) {
+				in.Spec.Disks = []computev1alpha1.Disk{{Source: projectB + "/volumes/data", SizeGb: 10}}
+			},
 			"gpu": func(in *computev1alpha1.Instance) {
 				in.Spec.GPUs = []computev1alpha1.GPU{{Type: "/v1/regions/eu-west-1/gpu-types/h100-80gb", Count: 1}}
 			},
