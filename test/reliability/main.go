@@ -69,6 +69,7 @@ func run() error {
 		{"crash", crashSafety},
 		{"faults", faults},
 		{"hostile", hostileClients},
+		{"tenancy", tenancyAttacks},
 		{"fuzz", fuzzing},
 	} {
 		if only != "" && !strings.Contains(","+only+",", ","+part.name+",") {
