@@ -70,26 +70,8 @@ func credentialsOf(r *http.Request) (key [sha256.Size]byte, size int, present bo
 	return key, size, present
 }
 
-// blocked says whether addr has no failures left, and when it will have one.
-func (g *authGuard) blocked(addr string, now time.Time) (time.Duration, bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	pl, ok := g.failures[addr]
-	if !ok {
-		return 0, false
-	}
-	tokens := pl.limiter.TokensAt(now)
-	if tokens >= 1 {
-		return 0, false
-	}
-	return time.Duration((1 - tokens) / float64(g.perSecond) * float64(time.Second)), true
-}
-
-// failed records a failed authentication from addr with the credentials key.
-// cache is false when the authenticator erred (the token may be good).
-func (g *authGuard) failed(addr string, key [sha256.Size]byte, cache bool, now time.Time) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+// limiterFor returns addr's bucket of failures; the caller holds mu.
+func (g *authGuard) limiterFor(addr string, now time.Time) *rate.Limiter {
 	pl, ok := g.failures[addr]
 	if !ok {
 		if len(g.failures) >= maxLimiters {
@@ -107,10 +89,29 @@ func (g *authGuard) failed(addr string, key [sha256.Size]byte, cache bool, now t
 		g.failures[addr] = pl
 	}
 	pl.lastSeen = now
-	pl.limiter.AllowN(now, 1)
-	if cache {
-		g.rejected = remember(g.rejected, key, now.Add(g.ttl), now)
+	return pl.limiter
+}
+
+// admit takes a failure from addr's bucket before its token is reviewed, so
+// that concurrent requests cannot all pass an empty bucket; the caller gives
+// it back when the token authenticates. ok is false, with the wait, when the
+// bucket is empty.
+func (g *authGuard) admit(addr string, now time.Time) (*rate.Reservation, time.Duration, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r := g.limiterFor(addr, now).ReserveN(now, 1)
+	if delay := r.DelayFrom(now); delay > 0 {
+		r.CancelAt(now)
+		return nil, delay, false
 	}
+	return r, 0, true
+}
+
+// rejectedToken remembers credentials that were definitely refused.
+func (g *authGuard) rejectedToken(key [sha256.Size]byte, now time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.rejected = remember(g.rejected, key, now.Add(g.ttl), now)
 }
 
 func (g *authGuard) succeeded(key [sha256.Size]byte, now time.Time) {
@@ -162,31 +163,44 @@ func (s *Server) authenticateGuarded(w http.ResponseWriter, r *http.Request) (*a
 		return deny(newError(http.StatusUnauthorized, ReasonUnauthenticated, "the request has no bearer token: send Authorization: Bearer <token>", nil))
 	}
 	invalid := newError(http.StatusUnauthorized, ReasonUnauthenticated, "the bearer token is invalid or expired", nil)
-	if size > maxTokenBytes {
-		if g != nil {
-			g.failed(addr, key, false, now)
-		}
-		return deny(invalid)
-	}
-	if g != nil {
-		if g.known(g.rejected, key, now) {
+	if g == nil {
+		if size > maxTokenBytes {
 			return deny(invalid)
 		}
-		if retry, limited := g.blocked(addr, now); limited && !g.known(g.accepted, key, now) {
+		resp, _, aerr := s.authenticateDetailed(r)
+		if aerr != nil {
+			return deny(aerr)
+		}
+		return resp, true
+	}
+	if g.known(g.rejected, key, now) {
+		return deny(invalid)
+	}
+	// A token that authenticated recently is in the authenticator's cache:
+	// it costs no TokenReview and passes even a throttled address.
+	var reservation *rate.Reservation
+	if !g.known(g.accepted, key, now) {
+		var retry time.Duration
+		var ok bool
+		if reservation, retry, ok = g.admit(addr, now); !ok {
 			writeThrottled(w, retry)
 			return nil, false
 		}
 	}
+	if size > maxTokenBytes {
+		return deny(invalid)
+	}
 	resp, definite, aerr := s.authenticateDetailed(r)
 	if aerr != nil {
-		if g != nil {
-			g.failed(addr, key, definite, now)
+		if definite {
+			g.rejectedToken(key, now)
 		}
 		return deny(aerr)
 	}
-	if g != nil {
-		g.succeeded(key, now)
+	if reservation != nil {
+		reservation.CancelAt(now)
 	}
+	g.succeeded(key, now)
 	return resp, true
 }
 

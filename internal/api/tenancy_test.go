@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -93,16 +94,30 @@ func TestBadTokenFloodCostsAtMostTheBurstInTokenReviews(t *testing.T) {
 		t.Fatalf("the viewer's first request = %d", got)
 	}
 	reviewsBefore, callsBefore := tokenReviews(t), calls.Load()
-	throttled := 0
-	for range flood {
-		switch code := status(t, base, randomToken()).StatusCode; code {
-		case http.StatusTooManyRequests:
-			throttled++
-		case http.StatusUnauthorized:
-		default:
-			t.Fatalf("a random token was answered %d", code)
-		}
+	// Concurrently, as a flood comes: the budget must hold for requests
+	// that all arrive before any of them has failed.
+	var throttledN, unexpected atomic.Int64
+	var wg sync.WaitGroup
+	for w := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < flood; i += 10 {
+				switch status(t, base, randomToken()).StatusCode {
+				case http.StatusTooManyRequests:
+					throttledN.Add(1)
+				case http.StatusUnauthorized:
+				default:
+					unexpected.Add(1)
+				}
+			}
+		}()
 	}
+	wg.Wait()
+	if unexpected.Load() != 0 {
+		t.Fatalf("%d random tokens were answered neither 401 nor 429", unexpected.Load())
+	}
+	throttled := int(throttledN.Load())
 	reviews := tokenReviews(t) - reviewsBefore
 	t.Logf("%d random tokens: %d throttled, %.0f TokenReviews, %d authentications", flood, throttled, reviews, calls.Load()-callsBefore)
 	// One token may refill while the flood runs (0.1/s).
