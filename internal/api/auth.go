@@ -34,6 +34,11 @@ func newAuthenticator(ctx context.Context, o *Options, cs kubernetes.Interface) 
 		if err != nil {
 			return nil, err
 		}
+		if len(o.TokenAudiences) > 0 {
+			// The JWT's own audience is --api-oidc-client-id; the request's
+			// audiences are the API's.
+			oidcAuth = authenticator.WrapAudienceAgnosticToken(o.TokenAudiences, oidcAuth)
+		}
 		chain = append(chain, bearertoken.New(tokencache.New(oidcAuth, false, o.AuthnCacheTTL, o.AuthnCacheTTL)))
 	}
 	delegating, _, err := authenticatorfactory.DelegatingAuthenticatorConfig{
@@ -41,6 +46,7 @@ func newAuthenticator(ctx context.Context, o *Options, cs kubernetes.Interface) 
 		TokenAccessReviewTimeout: 10 * time.Second,
 		WebhookRetryBackoff:      &webhookBackoff,
 		CacheTTL:                 o.AuthnCacheTTL,
+		APIAudiences:             o.TokenAudiences,
 	}.New()
 	if err != nil {
 		return nil, fmt.Errorf("failed to set up TokenReview authentication: %w", err)
@@ -110,6 +116,10 @@ func (s *Server) authenticateDetailed(r *http.Request) (*authenticator.Response,
 	}
 	if len(r.Header.Get("Authorization")) > maxTokenBytes {
 		return nil, true, newError(http.StatusUnauthorized, ReasonUnauthenticated, "the bearer token is invalid or expired", nil)
+	}
+	if len(s.opts.TokenAudiences) > 0 {
+		// The TokenReview asks for these audiences (the webhook reads them from the context).
+		r = r.WithContext(authenticator.WithAudiences(r.Context(), s.opts.TokenAudiences))
 	}
 	resp, ok, err := s.authn.AuthenticateRequest(r)
 	if err != nil || !ok {

@@ -30,6 +30,13 @@ type Options struct {
 	OIDCGroupsPrefix   string
 	OIDCSigningAlgs    []string
 
+	// TokenAudiences, when set, are the audiences a token must carry: sent
+	// with each TokenReview (kube-apiserver refuses a token minted for
+	// another audience, its own included) and required of OIDC tokens. A
+	// token minted for the API is then useless against kube-apiserver, and
+	// the reverse.
+	TokenAudiences []string
+
 	// AuthnCacheTTL is how long a token's answer (valid or not) is remembered.
 	AuthnCacheTTL time.Duration
 	// AuthzAllowTTL and AuthzDenyTTL are how long a SubjectAccessReview answer is remembered.
@@ -108,6 +115,10 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		if len(o.OIDCSigningAlgs) == 0 {
 			return errors.New("at least one algorithm is needed")
 		}
+		return nil
+	})
+	fs.Func("api-token-audiences", "Comma-separated audiences a bearer token must be minted for (TokenReview spec.audiences; e.g. compute.k0rdent.ai); empty accepts kube-apiserver's own tokens.", func(s string) error {
+		o.TokenAudiences = splitComma(s)
 		return nil
 	})
 	fs.DurationVar(&o.AuthnCacheTTL, "api-authentication-cache-ttl", o.AuthnCacheTTL, "How long a token's authentication answer is cached.")

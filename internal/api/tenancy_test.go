@@ -16,12 +16,17 @@ import (
 	"testing"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/k0rdent-ai/instance-operator/internal/oidcissuer"
 )
 
 // countingServer is a server of the suite's whose authenticator (the real
@@ -332,5 +337,63 @@ func TestCloneSourceNeedsTheCallersGet(t *testing.T) {
 	path := "/v1/regions/" + region + "/projects/" + proj + "/compute/instances"
 	if r := call(t, http.MethodPost, path, tokens["deployer"], clone("clone-allowed", proj)); r.StatusCode != http.StatusCreated {
 		t.Errorf("a caller who may read the volume: %d %s", r.StatusCode, r.body)
+	}
+}
+
+// TestTokenAudiences: with --api-token-audiences, only tokens minted for the
+// API authenticate (TokenReview with spec.audiences), kube-apiserver refuses
+// those tokens itself, so whoever terminates the API cannot replay them, and
+// OIDC tokens for the client ID still authenticate.
+func TestTokenAudiences(t *testing.T) {
+	ctx := context.Background()
+	const audience = "compute.k0rdent.ai"
+	opts := srv.opts
+	opts.BindAddress = "127.0.0.1:0"
+	opts.TokenAudiences = []string{audience}
+	base := "http://" + startServer(t, opts)
+	createWithStatus(t, seedInstance("instance-audience"), runningStatus())
+	path := instancePath("instance-audience")
+
+	tr, err := clientset.CoreV1().ServiceAccounts(saNS).CreateToken(ctx, "viewer", &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{audience}, ExpirationSeconds: ptr(int64(600))}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forAPI := tr.Status.Token
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r := callAt(t, base, http.MethodGet, path, forAPI, nil)
+		if r.StatusCode == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a token minted for %s: %d %s", audience, r.StatusCode, r.body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	callAt(t, base, http.MethodGet, path, tokens["viewer"], nil).envelope(t, http.StatusUnauthorized, ReasonUnauthenticated)
+
+	if err := bindRole(ctx, projectNS, "Group", "oidc:compute-team", "compute.viewer"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	jwt := oidcissuer.SignRS256(map[string]any{"iss": issuer.URL(), "aud": oidcClientID, "sub": "alice",
+		"exp": now.Add(time.Hour).Unix(), "iat": now.Add(-time.Minute).Unix(), "nbf": now.Add(-time.Minute).Unix(),
+		"groups": []string{"compute-team"}}, "key-1", issuer.Key("key-1"))
+	for r := callAt(t, base, http.MethodGet, path, jwt, nil); r.StatusCode != http.StatusOK; r = callAt(t, base, http.MethodGet, path, jwt, nil) {
+		if time.Now().After(deadline) {
+			t.Fatalf("an OIDC token for the client ID: %d %s", r.StatusCode, r.body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	cfg := rest.AnonymousClientConfig(env.Config)
+	cfg.BearerToken = forAPI
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); !apierrors.IsUnauthorized(err) {
+		t.Errorf("kube-apiserver answered the API's token with %v; want 401", err)
 	}
 }
