@@ -17,19 +17,24 @@ import (
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 )
 
+// acceptedTokenMemory is how long a token that authenticated passes a
+// throttled address.
+const acceptedTokenMemory = 15 * time.Minute
+
 // maxTokenCacheEntries bounds each of the guard's token caches; past it the
 // expired entries are dropped, and if none were, the cache starts over (a
 // flood of distinct tokens must not grow the process).
 const maxTokenCacheEntries = 10000
 
 // authGuard keeps clients that send bad tokens from costing kube-apiserver a
-// TokenReview each. Every failed authentication takes a token from its
-// client address's bucket; an address whose bucket is empty is refused
-// before its next token is reviewed. Successful authentications take
-// nothing, so the users behind one NAT are not slowed by each other, and a
-// token that authenticated recently passes even a throttled address (its
-// review is in the authenticator's cache). A token that failed is refused
-// from memory, by its hash, until the cache entry expires.
+// TokenReview each. Each review takes a token from its client address's
+// bucket, given back when the token authenticates; an address whose bucket
+// is empty is refused before its next token is reviewed. So only failures
+// spend the budget and the users behind one NAT are not slowed by each
+// other, and a token that authenticated in the last acceptedTokenMemory
+// passes even a throttled address (a real user's, it costs at most one
+// review per authentication cache TTL). A token that failed is refused from
+// memory, by its hash, for the authentication cache TTL.
 type authGuard struct {
 	perSecond rate.Limit
 	burst     int
@@ -117,7 +122,7 @@ func (g *authGuard) rejectedToken(key [sha256.Size]byte, now time.Time) {
 func (g *authGuard) succeeded(key [sha256.Size]byte, now time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.accepted = remember(g.accepted, key, now.Add(g.ttl), now)
+	g.accepted = remember(g.accepted, key, now.Add(acceptedTokenMemory), now)
 }
 
 func remember(m map[[sha256.Size]byte]time.Time, key [sha256.Size]byte, until, now time.Time) map[[sha256.Size]byte]time.Time {
@@ -135,9 +140,15 @@ func remember(m map[[sha256.Size]byte]time.Time, key [sha256.Size]byte, until, n
 	return m
 }
 
-func (g *authGuard) known(m map[[sha256.Size]byte]time.Time, key [sha256.Size]byte, now time.Time) bool {
+// known says whether key is remembered as rejected (or, with rejected
+// false, as accepted) and not expired.
+func (g *authGuard) known(rejected bool, key [sha256.Size]byte, now time.Time) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	m := g.accepted
+	if rejected {
+		m = g.rejected
+	}
 	exp, ok := m[key]
 	return ok && now.Before(exp)
 }
@@ -173,13 +184,13 @@ func (s *Server) authenticateGuarded(w http.ResponseWriter, r *http.Request) (*a
 		}
 		return resp, true
 	}
-	if g.known(g.rejected, key, now) {
+	if g.known(true, key, now) {
 		return deny(invalid)
 	}
 	// A token that authenticated recently is in the authenticator's cache:
 	// it costs no TokenReview and passes even a throttled address.
 	var reservation *rate.Reservation
-	if !g.known(g.accepted, key, now) {
+	if !g.known(false, key, now) {
 		var retry time.Duration
 		var ok bool
 		if reservation, retry, ok = g.admit(addr, now); !ok {
