@@ -246,7 +246,7 @@ func TestForbiddenIs403WithItsReason(t *testing.T) {
 			t.Fatal(err)
 		}
 		path := "/v1/regions/" + region + "/projects/" + proj + "/compute/instances"
-		r := call(t, http.MethodPost, path, tokens["deployer"], createBody("instance-over-quota"))
+		r := callBound(t, http.MethodPost, path, tokens["deployer"], createBody("instance-over-quota"))
 		e := r.envelope(t, http.StatusForbidden, ReasonQuotaExceeded)
 		if md, _ := e.Error.Details[0]["metadata"].(map[string]any); md["quota"] != "instances" || !strings.Contains(fmt.Sprint(md["limit"]), "=0") {
 			t.Errorf("metadata = %v", e.Error.Details[0]["metadata"])
@@ -265,7 +265,7 @@ func TestForbiddenIs403WithItsReason(t *testing.T) {
 			t.Fatal(err)
 		}
 		path := "/v1/regions/" + region + "/projects/" + proj + "/compute/instances"
-		r := call(t, http.MethodPost, path, tokens["deployer"], createBody("instance-in-terminating"))
+		r := callBound(t, http.MethodPost, path, tokens["deployer"], createBody("instance-in-terminating"))
 		e := r.envelope(t, http.StatusForbidden, ReasonPermissionDenied)
 		if !strings.Contains(e.Error.Message, "being terminated") || strings.Contains(e.Error.Message, ns) {
 			t.Errorf("message = %q, want the reason without the namespace's name", e.Error.Message)
@@ -335,7 +335,7 @@ func TestCloneSourceNeedsTheCallersGet(t *testing.T) {
 		t.Errorf("the refused instance exists: %v", err)
 	}
 	path := "/v1/regions/" + region + "/projects/" + proj + "/compute/instances"
-	if r := call(t, http.MethodPost, path, tokens["deployer"], clone("clone-allowed", proj)); r.StatusCode != http.StatusCreated {
+	if r := callBound(t, http.MethodPost, path, tokens["deployer"], clone("clone-allowed", proj)); r.StatusCode != http.StatusCreated {
 		t.Errorf("a caller who may read the volume: %d %s", r.StatusCode, r.body)
 	}
 }
@@ -395,5 +395,20 @@ func TestTokenAudiences(t *testing.T) {
 	}
 	if _, err := cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); !apierrors.IsUnauthorized(err) {
 		t.Errorf("kube-apiserver answered the API's token with %v; want 401", err)
+	}
+}
+
+// callBound is call for a caller whose RoleBinding was just made:
+// kube-apiserver's RBAC learns of it by its informer, and the API caches a
+// denial for a few seconds, so the authorization step's 403 is retried.
+func callBound(t *testing.T, method, path, token string, body any) response {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r := call(t, method, path, token, body)
+		if r.StatusCode != http.StatusForbidden || !strings.Contains(string(r.body), "the caller may not") || time.Now().After(deadline) {
+			return r
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
