@@ -2,6 +2,7 @@ package admission_test
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -276,21 +277,43 @@ func TestInstanceRulesHoldForKubectlUsers(t *testing.T) {
 }
 
 // waitTenancyEnforced waits until the validating policies are in force (they
-// take effect once kube-apiserver's informer has them).
+// take effect once kube-apiserver's informer has them) and kube-apiserver's
+// RBAC knows every test user's binding: each may dry-run create what its
+// role allows, and the policy refuses the tenant's Orphan.
 func waitTenancyEnforced(t *testing.T) {
 	t.Helper()
-	c := as(t, tenant)
+	ctx := context.Background()
 	deadline := time.Now().Add(time.Minute)
-	for {
-		err := c.Create(context.Background(), tenantInstance("probe", func(in *computev1alpha1.Instance) {
+	wait := func(what string, try func() error) {
+		for {
+			err := try()
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: still %v after a minute", what, err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	for _, user := range []string{tenant, reader, tenantAdm, deputy} {
+		c := as(t, user)
+		wait(user+" creates an instance", func() error { return c.Create(ctx, tenantInstance("probe"), client.DryRunAll) })
+	}
+	for _, user := range []string{nsMaker, platform} {
+		c := as(t, user)
+		wait(user+" creates a namespace", func() error {
+			return c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "probe"}}, client.DryRunAll)
+		})
+	}
+	c := as(t, tenant)
+	wait("the policy refuses Orphan", func() error {
+		err := c.Create(ctx, tenantInstance("probe", func(in *computev1alpha1.Instance) {
 			in.Spec.DeletionPolicy = computev1alpha1.DeletionPolicyOrphan
 		}), client.DryRunAll)
-		if apierrors.IsForbidden(err) {
-			return
+		if apierrors.IsForbidden(err) && strings.Contains(err.Error(), "ValidatingAdmissionPolicy") {
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the tenancy policies are not enforced after a minute: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return fmt.Errorf("answered %v", err)
+	})
 }

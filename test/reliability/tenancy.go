@@ -95,6 +95,19 @@ func tenancyAttacks(ctx context.Context, e env, results *checks) error {
 		return err
 	}
 
+	// kube-apiserver's RBAC learns of the new binding by its informer: the
+	// attacks start once the attacker may create a namespace.
+	for deadline := time.Now().Add(time.Minute); ; {
+		err := attacker.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "probe"}}, client.DryRunAll)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the attacker still may not create namespaces: %w", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
 	callAPI := func(method, path string, body any) (int, []byte, error) {
 		var data []byte
 		if body != nil {
