@@ -18,7 +18,9 @@ files=(
   rbac/api/compute_viewer_role.yaml
   rbac/api/compute_deployer_role.yaml
   rbac/api/compute_admin_role.yaml
+  rbac/api/compute_platform_admin_role.yaml
   admission/instance_finalizer_policy.yaml
+  admission/tenancy_policies.yaml
   kubevirt/component/role.yaml
   kubevirt/component/catalog.yaml
   prometheus/monitor.yaml

@@ -92,3 +92,7 @@ const (
 	// ProjectLabel on a namespace names the API project it serves.
 	ProjectLabel = "k0rdent.ai/project"
 )
+
+// MaxInstanceMetadataBytes bounds the keys and values of an Instance's
+// instanceMetadata together; the CRD's CEL rule enforces it.
+const MaxInstanceMetadataBytes = 256 << 10

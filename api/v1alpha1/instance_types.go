@@ -227,9 +227,13 @@ type InstanceSpec struct {
 	Hostname string `json:"hostname,omitempty"`
 
 	// InstanceMetadata is key/value data the guest image reads; keys are unique.
+	// Its keys and values together hold at most 256 KiB (MaxInstanceMetadataBytes):
+	// every Instance lives in the operator's cache, so one tenant's metadata
+	// must not be able to fill the process.
 	// +listType=map
 	// +listMapKey=key
 	// +kubebuilder:validation:MaxItems=128
+	// +kubebuilder:validation:XValidation:rule="self.map(m, size(m.key) + (has(m.value) ? size(m.value) : 0)).sum() <= 262144",message="the keys and values of instanceMetadata together must not exceed 262144 bytes (256 KiB)"
 	// +optional
 	InstanceMetadata []MetadataItem `json:"instanceMetadata,omitempty"`
 

@@ -187,10 +187,10 @@ func TestOverlaysInstallThePolicy(t *testing.T) {
 		for _, u := range env.Kustomize(t, overlay) {
 			switch u.GetKind() {
 			case "MutatingAdmissionPolicy":
-				found["policy"] = u.GetName() == admission.PolicyName
+				found["policy"] = found["policy"] || u.GetName() == admission.PolicyName
 			case "MutatingAdmissionPolicyBinding":
 				policyName, _, _ := unstructured.NestedString(u.Object, "spec", "policyName")
-				found["binding"] = policyName == admission.PolicyName
+				found["binding"] = found["binding"] || policyName == admission.PolicyName
 			}
 		}
 		if !found["policy"] || !found["binding"] {

@@ -42,10 +42,15 @@ func newAuthenticator(ctx context.Context, o *Options, cs kubernetes.Interface) 
 		if err != nil {
 			return nil, err
 		}
+		if len(o.TokenAudiences) > 0 {
+			// The JWT's own audience is --api-oidc-client-id; the request's
+			// audiences are the API's.
+			oidcAuth = authenticator.WrapAudienceAgnosticToken(o.TokenAudiences, oidcAuth)
+		}
 		tokens = append(tokens, oidcAuth)
 	}
 	authenticatorfactory.RegisterMetrics()
-	review, err := webhooktoken.NewFromInterface(cs.AuthenticationV1(), nil, webhookBackoff, 10*time.Second,
+	review, err := webhooktoken.NewFromInterface(cs.AuthenticationV1(), o.TokenAudiences, webhookBackoff, 10*time.Second,
 		webhooktoken.AuthenticatorMetrics{
 			RecordRequestTotal:   authenticatorfactory.RecordRequestTotal,
 			RecordRequestLatency: authenticatorfactory.RecordRequestLatency,
@@ -305,20 +310,25 @@ func decisionKey(a authorizer.Attributes) string {
 	return string(b)
 }
 
-// authenticate returns the caller, or the 401 to answer.
-func (s *Server) authenticate(r *http.Request, op *operation) (*authenticator.Response, *apiError) {
+// authenticateDetailed returns the caller, or the 401 to answer and whether
+// the token was definitely refused (false when an authenticator erred).
+func (s *Server) authenticateDetailed(r *http.Request) (*authenticator.Response, bool, *apiError) {
 	if r.Header.Get("Authorization") == "" {
-		return nil, newError(http.StatusUnauthorized, ReasonUnauthenticated, "the request has no bearer token: send Authorization: Bearer <token>", nil)
+		return nil, true, newError(http.StatusUnauthorized, ReasonUnauthenticated, "the request has no bearer token: send Authorization: Bearer <token>", nil)
 	}
 	if len(r.Header.Get("Authorization")) > maxTokenBytes {
-		return nil, newError(http.StatusUnauthorized, ReasonUnauthenticated, "the bearer token is invalid or expired", nil)
+		return nil, true, newError(http.StatusUnauthorized, ReasonUnauthenticated, "the bearer token is invalid or expired", nil)
+	}
+	if len(s.opts.TokenAudiences) > 0 {
+		// The TokenReview asks for these audiences (the webhook reads them from the context).
+		r = r.WithContext(authenticator.WithAudiences(r.Context(), s.opts.TokenAudiences))
 	}
 	resp, ok, err := s.authn.AuthenticateRequest(r)
 	if err != nil || !ok {
 		if err != nil {
-			op.log().V(1).Info("authentication failed", "error", err.Error())
+			s.opOf(r).log().V(1).Info("authentication failed", "error", err.Error())
 		}
-		return nil, newError(http.StatusUnauthorized, ReasonUnauthenticated, "the bearer token is invalid or expired", nil)
+		return nil, !transientAuthError(err), newError(http.StatusUnauthorized, ReasonUnauthenticated, "the bearer token is invalid or expired", nil)
 	}
-	return resp, nil
+	return resp, false, nil
 }

@@ -148,7 +148,12 @@ func TestOIDC(t *testing.T) {
 		}
 		tok := oidcissuer.SignRS256(claims(func(c map[string]any) { c["sub"] = "carol"; c["groups"] = []string{"compute-deployers"} }), "key-1", key1)
 		cleanupInstance(t, "made-by-oidc")
+		// kube-apiserver's RBAC learns of the new binding by its informer.
 		r := call(t, http.MethodPost, collectionPath, tok, map[string]any{"id": "made-by-oidc", "type": typeURI})
+		for deadline := time.Now().Add(10 * time.Second); r.StatusCode == http.StatusForbidden && time.Now().Before(deadline); {
+			time.Sleep(100 * time.Millisecond)
+			r = call(t, http.MethodPost, collectionPath, tok, map[string]any{"id": "made-by-oidc", "type": typeURI})
+		}
 		if r.StatusCode != http.StatusCreated {
 			t.Fatalf("status = %d: %s", r.StatusCode, r.body)
 		}

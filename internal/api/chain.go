@@ -34,8 +34,9 @@ func (s *Server) handlerChain() []middleware {
 		s.withAccessLog,      // one log line and the metrics, whoever answers
 		s.withRecover,        // a panic is a 500 envelope
 		s.withRoute,          // the route table: 404, 405 with Allow
+		s.withInFlight,       // API operations at once: 503 with Retry-After past the bound
 		s.withDeadline,       // RequestTimeout bounds an operation's work
-		s.withAuthentication, // bearer token: 401 (failed attempts limited per client IP)
+		s.withAuthentication, // bearer token: 401; an address whose tokens keep failing: 429 before review
 		s.withRateLimit,      // per principal: 429 with Retry-After
 		s.withNamespace,      // region and project name one namespace
 		s.withAuthorization,  // SubjectAccessReview of the route's verb: 403, permission before existence
@@ -296,6 +297,16 @@ var canceledContext = func() context.Context {
 	return ctx
 }()
 
+func (s *Server) withInFlight(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.opOf(r).entry.public() {
+			next.ServeHTTP(w, r)
+			return
+		}
+		s.inFlight.serve(w, r, next.ServeHTTP)
+	})
+}
+
 func (s *Server) withAuthentication(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		op := s.opOf(r)
@@ -303,14 +314,10 @@ func (s *Server) withAuthentication(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		user, aerr := s.authenticate(r, op)
-		if aerr != nil {
-			// Failed attempts cost the client's address: guessing tokens is slow.
-			if retry, limited := s.rate.limit("ip:" + remoteHost(r)); limited {
-				writeRateLimited(w, retry)
-				return
-			}
-			writeError(w, aerr)
+		// authenticateGuarded answers a refusal itself: 401, or 429 for an
+		// address whose failures spent its budget before any TokenReview.
+		user, ok := s.authenticateGuarded(w, r)
+		if !ok {
 			return
 		}
 		op.user = user

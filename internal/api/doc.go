@@ -17,4 +17,4 @@ package api
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
-// +kubebuilder:rbac:groups=compute.k0rdent.ai,resources=instances,verbs=get;list;watch;create;update;delete
+// +kubebuilder:rbac:groups=compute.k0rdent.ai,resources=instances,verbs=get;list;watch;create;update;delete;create-on-behalf

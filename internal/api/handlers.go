@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
@@ -200,6 +199,9 @@ func (op *operation) create() error {
 	}
 	if serr := checkScope(req, op.rt.region, op.rt.project); serr != nil {
 		return serr
+	}
+	if err := op.authorizeDiskSources(req); err != nil {
+		return err
 	}
 	in := &computev1alpha1.Instance{
 		ObjectMeta: metav1.ObjectMeta{
@@ -487,6 +489,9 @@ func (op *operation) fromKubernetes(err error) *apiError {
 	if !errors.As(err, &status) {
 		return nil
 	}
+	if ae := op.fromForbidden(err); ae != nil {
+		return ae
+	}
 	md := map[string]string{"region": op.rt.region, "project": op.rt.project}
 	switch {
 	case apierrors.IsNotFound(err):
@@ -505,13 +510,6 @@ func (op *operation) fromKubernetes(err error) *apiError {
 		return invalidInstance(violations, md)
 	case apierrors.IsConflict(err):
 		return newError(http.StatusConflict, ReasonConflict, "the instance changed while it was being updated; try again", md)
-	case apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause):
-		return newError(http.StatusConflict, ReasonConflict,
-			fmt.Sprintf("project %q of region %q is being deleted", op.rt.project, op.rt.region), md)
-	case apierrors.IsForbidden(err):
-		// The manager's own identity may do everything it asks, so what
-		// else kube-apiserver forbids is its quota admission's refusal.
-		return op.fromQuota(status.Status().Message, md)
 	case apierrors.IsTooManyRequests(err), apierrors.IsServerTimeout(err), apierrors.IsTimeout(err), apierrors.IsServiceUnavailable(err):
 		op.log().Error(err, "the API server is busy")
 		return newError(http.StatusServiceUnavailable, ReasonUnavailable, "the service is busy; try again later", nil)

@@ -30,6 +30,13 @@ type Options struct {
 	OIDCGroupsPrefix   string
 	OIDCSigningAlgs    []string
 
+	// TokenAudiences, when set, are the audiences a token must carry: sent
+	// with each TokenReview (kube-apiserver refuses a token minted for
+	// another audience, its own included) and required of OIDC tokens. A
+	// token minted for the API is then useless against kube-apiserver, and
+	// the reverse.
+	TokenAudiences []string
+
 	// AuthnCacheTTL is how long a token's answer (valid or not) is remembered.
 	AuthnCacheTTL time.Duration
 	// AuthzAllowTTL and AuthzDenyTTL are how long a SubjectAccessReview answer is remembered.
@@ -40,6 +47,16 @@ type Options struct {
 	RateLimit float64
 	// RateBurst is the burst allowed to one principal.
 	RateBurst int
+
+	// AuthFailureRate is the sustained failed authentications per second
+	// allowed to one client address before its tokens are no longer reviewed;
+	// 0 turns the throttle off. AuthFailureBurst is the burst of them, and so
+	// the most TokenReviews a flood of bad tokens from one address costs at once.
+	AuthFailureRate  float64
+	AuthFailureBurst int
+	// MaxRequestsInFlight bounds the API requests served at once (503 with
+	// Retry-After past it); 0 is unbounded.
+	MaxRequestsInFlight int
 
 	// MaxBodyBytes caps a request body.
 	MaxBodyBytes int64
@@ -65,12 +82,17 @@ func DefaultOptions() Options {
 		AuthzDenyTTL:       5 * time.Second,
 		RateLimit:          100,
 		RateBurst:          200,
-		MaxBodyBytes:       1 << 20,
-		ReadHeaderTimeout:  5 * time.Second,
-		ReadTimeout:        30 * time.Second,
-		WriteTimeout:       30 * time.Second,
-		IdleTimeout:        120 * time.Second,
-		RequestTimeout:     20 * time.Second,
+		AuthFailureRate:    1,
+		AuthFailureBurst:   20,
+		// 256 requests of up to a 1 MiB body and a 500-item page stay
+		// well inside the manager's 512 MiB memory limit.
+		MaxRequestsInFlight: 256,
+		MaxBodyBytes:        1 << 20,
+		ReadHeaderTimeout:   5 * time.Second,
+		ReadTimeout:         30 * time.Second,
+		WriteTimeout:        30 * time.Second,
+		IdleTimeout:         120 * time.Second,
+		RequestTimeout:      20 * time.Second,
 	}
 }
 
@@ -95,11 +117,18 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		}
 		return nil
 	})
+	fs.Func("api-token-audiences", "Comma-separated audiences a bearer token must be minted for (TokenReview spec.audiences; e.g. compute.k0rdent.ai); empty accepts kube-apiserver's own tokens.", func(s string) error {
+		o.TokenAudiences = splitComma(s)
+		return nil
+	})
 	fs.DurationVar(&o.AuthnCacheTTL, "api-authentication-cache-ttl", o.AuthnCacheTTL, "How long a token's authentication answer is cached.")
 	fs.DurationVar(&o.AuthzAllowTTL, "api-authorization-allow-cache-ttl", o.AuthzAllowTTL, "How long an allowing SubjectAccessReview answer is cached.")
 	fs.DurationVar(&o.AuthzDenyTTL, "api-authorization-deny-cache-ttl", o.AuthzDenyTTL, "How long a denying SubjectAccessReview answer is cached.")
 	fs.Float64Var(&o.RateLimit, "api-rate-limit", o.RateLimit, "Requests per second allowed to one principal; 0 turns the limit off.")
 	fs.IntVar(&o.RateBurst, "api-rate-burst", o.RateBurst, "Burst of requests allowed to one principal.")
+	fs.Float64Var(&o.AuthFailureRate, "api-auth-failure-rate", o.AuthFailureRate, "Failed authentications per second allowed to one client address before its tokens are refused unreviewed (429); 0 turns the throttle off.")
+	fs.IntVar(&o.AuthFailureBurst, "api-auth-failure-burst", o.AuthFailureBurst, "Burst of failed authentications allowed to one client address: the most TokenReviews a flood of bad tokens from it costs.")
+	fs.IntVar(&o.MaxRequestsInFlight, "api-max-requests-in-flight", o.MaxRequestsInFlight, "API requests served at once; past it 503 with Retry-After. 0 is unbounded.")
 	fs.Int64Var(&o.MaxBodyBytes, "api-max-body-bytes", o.MaxBodyBytes, "Largest request body accepted.")
 	fs.DurationVar(&o.ReadHeaderTimeout, "api-read-header-timeout", o.ReadHeaderTimeout, "Time allowed to read a request's headers.")
 	fs.DurationVar(&o.ReadTimeout, "api-read-timeout", o.ReadTimeout, "Time allowed to read a whole request.")
@@ -125,6 +154,12 @@ func (o *Options) validate() error {
 	}
 	if o.RateLimit < 0 || (o.RateLimit > 0 && o.RateBurst < 1) {
 		return errors.New("--api-rate-limit must be >= 0 and --api-rate-burst >= 1")
+	}
+	if o.AuthFailureRate < 0 || (o.AuthFailureRate > 0 && o.AuthFailureBurst < 1) {
+		return errors.New("--api-auth-failure-rate must be >= 0 and --api-auth-failure-burst >= 1")
+	}
+	if o.MaxRequestsInFlight < 0 {
+		return errors.New("--api-max-requests-in-flight must be >= 0")
 	}
 	return nil
 }

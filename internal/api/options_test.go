@@ -33,12 +33,15 @@ func TestBindFlags(t *testing.T) {
 
 func TestOptionsValidate(t *testing.T) {
 	for name, mut := range map[string]func(*Options){
-		"cert without key":     func(o *Options) { o.TLSCertFile = "tls.crt" },
-		"issuer without id":    func(o *Options) { o.OIDCIssuerURL = "https://issuer.example" },
-		"plain http issuer":    func(o *Options) { o.OIDCIssuerURL = "http://issuer.example"; o.OIDCClientID = "x" },
-		"no body":              func(o *Options) { o.MaxBodyBytes = 0 },
-		"negative rate":        func(o *Options) { o.RateLimit = -1 },
-		"rate without a burst": func(o *Options) { o.RateBurst = 0 },
+		"cert without key":             func(o *Options) { o.TLSCertFile = "tls.crt" },
+		"issuer without id":            func(o *Options) { o.OIDCIssuerURL = "https://issuer.example" },
+		"plain http issuer":            func(o *Options) { o.OIDCIssuerURL = "http://issuer.example"; o.OIDCClientID = "x" },
+		"no body":                      func(o *Options) { o.MaxBodyBytes = 0 },
+		"negative rate":                func(o *Options) { o.RateLimit = -1 },
+		"rate without a burst":         func(o *Options) { o.RateBurst = 0 },
+		"negative failure rate":        func(o *Options) { o.AuthFailureRate = -1 },
+		"failure rate without a burst": func(o *Options) { o.AuthFailureBurst = 0 },
+		"negative in-flight bound":     func(o *Options) { o.MaxRequestsInFlight = -1 },
 	} {
 		o := DefaultOptions()
 		mut(&o)

@@ -51,7 +51,11 @@ type Server struct {
 	authn  authenticator.Request
 	authz  authorizer.Authorizer
 	rate   *rateLimiter
-	base   logr.Logger
+	// guard throttles addresses whose tokens keep failing, before review.
+	guard *authGuard
+	// inFlight bounds the API requests being served at once.
+	inFlight inFlight
+	base     logr.Logger
 
 	ready     atomic.Bool
 	listening chan struct{}
@@ -86,6 +90,8 @@ func AddToManager(mgr manager.Manager, opts Options) (*Server, error) {
 		kubeClient: mgr.GetClient(),
 		live:       mgr.GetAPIReader(),
 		rate:       newRateLimiter(opts.RateLimit, opts.RateBurst),
+		guard:      newAuthGuard(opts.AuthFailureRate, opts.AuthFailureBurst, opts.AuthnCacheTTL),
+		inFlight:   newInFlight(opts.MaxRequestsInFlight),
 		base:       ctrl.Log.WithName("api"),
 		listening:  make(chan struct{}),
 		scopes:     newScopeCache(),

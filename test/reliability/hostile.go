@@ -168,6 +168,9 @@ func hostileClients(ctx context.Context, e env, results *checks) error {
 		return fmt.Errorf("failed to write the issuer's CA: %w", err)
 	}
 	stack, _, apiURL, err := e.startStack(ctx, "hostile", "--api-rate-limit=1000000", "--api-rate-burst=1000000",
+		// The bad-token throttle has its own part (tenancy); here every
+		// hostile kind must reach the checks it is aimed at.
+		"--api-auth-failure-rate=1000000", "--api-auth-failure-burst=1000000",
 		"--api-oidc-issuer-url="+issuer.URL(), "--api-oidc-client-id="+oidcClientID, "--api-oidc-ca-file="+caFile)
 	if err != nil {
 		return err

@@ -79,6 +79,7 @@ func run() error {
 		{"crash", crashSafety},
 		{"faults", faults},
 		{"hostile", hostileClients},
+		{"tenancy", tenancyAttacks},
 		{"fuzz", fuzzing},
 		{"failover", failover},
 		{"api-replica", apiReplicaKill},

@@ -1,0 +1,249 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	utilerrors "k8s.io/apimachinery/pkg/util/errors"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+)
+
+// acceptedTokenMemory is how long a token that authenticated passes a
+// throttled address.
+const acceptedTokenMemory = 15 * time.Minute
+
+// maxTokenCacheEntries bounds each of the guard's token caches; past it the
+// expired entries are dropped, and if none were, the cache starts over (a
+// flood of distinct tokens must not grow the process).
+const maxTokenCacheEntries = 10000
+
+// authGuard keeps clients that send bad tokens from costing kube-apiserver a
+// TokenReview each. Each review takes a token from its client address's
+// bucket, given back when the token authenticates; an address whose bucket
+// is empty is refused before its next token is reviewed. So only failures
+// spend the budget and the users behind one NAT are not slowed by each
+// other, and a token that authenticated in the last acceptedTokenMemory
+// passes even a throttled address (a real user's, it costs at most one
+// review per authentication cache TTL). A token that failed is refused from
+// memory, by its hash, for the authentication cache TTL.
+type authGuard struct {
+	perSecond rate.Limit
+	burst     int
+	ttl       time.Duration
+
+	mu       sync.Mutex
+	failures map[string]*principalLimiter // by client address
+	rejected map[[sha256.Size]byte]time.Time
+	accepted map[[sha256.Size]byte]time.Time
+}
+
+func newAuthGuard(perSecond float64, burst int, ttl time.Duration) *authGuard {
+	if perSecond <= 0 {
+		return nil
+	}
+	return &authGuard{
+		perSecond: rate.Limit(perSecond), burst: burst, ttl: ttl,
+		failures: map[string]*principalLimiter{},
+		rejected: map[[sha256.Size]byte]time.Time{},
+		accepted: map[[sha256.Size]byte]time.Time{},
+	}
+}
+
+// credentialsOf returns every header the authenticators read a token from,
+// and their total size.
+func credentialsOf(r *http.Request) (key [sha256.Size]byte, size int, present bool) {
+	h := sha256.New()
+	for _, name := range []string{"Authorization", "Sec-WebSocket-Protocol"} {
+		for _, v := range r.Header.Values(name) {
+			size += len(v)
+			present = present || v != ""
+			_, _ = h.Write([]byte(v))
+			_, _ = h.Write([]byte{0})
+		}
+		_, _ = h.Write([]byte{1})
+	}
+	copy(key[:], h.Sum(nil))
+	return key, size, present
+}
+
+// limiterFor returns addr's bucket of failures; the caller holds mu.
+func (g *authGuard) limiterFor(addr string, now time.Time) *rate.Limiter {
+	pl, ok := g.failures[addr]
+	if !ok {
+		if len(g.failures) >= maxLimiters {
+			full := time.Duration(float64(g.burst) / float64(g.perSecond) * float64(time.Second))
+			for k, v := range g.failures {
+				if now.Sub(v.lastSeen) > full {
+					delete(g.failures, k)
+				}
+			}
+			if len(g.failures) >= maxLimiters {
+				g.failures = map[string]*principalLimiter{}
+			}
+		}
+		pl = &principalLimiter{limiter: rate.NewLimiter(g.perSecond, g.burst)}
+		g.failures[addr] = pl
+	}
+	pl.lastSeen = now
+	return pl.limiter
+}
+
+// admit takes a failure from addr's bucket before its token is reviewed, so
+// that concurrent requests cannot all pass an empty bucket; the caller gives
+// it back when the token authenticates. ok is false, with the wait, when the
+// bucket is empty.
+func (g *authGuard) admit(addr string, now time.Time) (*rate.Reservation, time.Duration, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r := g.limiterFor(addr, now).ReserveN(now, 1)
+	if delay := r.DelayFrom(now); delay > 0 {
+		r.CancelAt(now)
+		return nil, delay, false
+	}
+	return r, 0, true
+}
+
+// rejectedToken remembers credentials that were definitely refused.
+func (g *authGuard) rejectedToken(key [sha256.Size]byte, now time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.rejected = remember(g.rejected, key, now.Add(g.ttl), now)
+}
+
+func (g *authGuard) succeeded(key [sha256.Size]byte, now time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.accepted = remember(g.accepted, key, now.Add(acceptedTokenMemory), now)
+}
+
+func remember(m map[[sha256.Size]byte]time.Time, key [sha256.Size]byte, until, now time.Time) map[[sha256.Size]byte]time.Time {
+	if _, ok := m[key]; !ok && len(m) >= maxTokenCacheEntries {
+		for k, exp := range m {
+			if now.After(exp) {
+				delete(m, k)
+			}
+		}
+		if len(m) >= maxTokenCacheEntries {
+			m = map[[sha256.Size]byte]time.Time{}
+		}
+	}
+	m[key] = until
+	return m
+}
+
+// known says whether key is remembered as rejected (or, with rejected
+// false, as accepted) and not expired.
+func (g *authGuard) known(rejected bool, key [sha256.Size]byte, now time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	m := g.accepted
+	if rejected {
+		m = g.rejected
+	}
+	exp, ok := m[key]
+	return ok && now.Before(exp)
+}
+
+// authenticateGuarded authenticates the request, or answers it (401, or 429
+// for a throttled address) and returns false. Only requests that pass the
+// size cap, the rejected-token cache and the address's failure budget reach
+// the authenticators.
+func (s *Server) authenticateGuarded(w http.ResponseWriter, r *http.Request) (*authenticator.Response, bool) {
+	key, size, present := credentialsOf(r)
+	addr := remoteHost(r)
+	now := time.Now()
+	g := s.guard
+	deny := func(aerr *apiError) (*authenticator.Response, bool) {
+		if retry, limited := s.rate.limit("ip:" + addr); limited {
+			writeRateLimited(w, retry)
+			return nil, false
+		}
+		writeError(w, aerr)
+		return nil, false
+	}
+	if !present || r.Header.Get("Authorization") == "" {
+		return deny(newError(http.StatusUnauthorized, ReasonUnauthenticated, "the request has no bearer token: send Authorization: Bearer <token>", nil))
+	}
+	invalid := newError(http.StatusUnauthorized, ReasonUnauthenticated, "the bearer token is invalid or expired", nil)
+	if g == nil {
+		if size > maxTokenBytes {
+			return deny(invalid)
+		}
+		resp, _, aerr := s.authenticateDetailed(r)
+		if aerr != nil {
+			return deny(aerr)
+		}
+		return resp, true
+	}
+	if g.known(true, key, now) {
+		return deny(invalid)
+	}
+	// A token that authenticated recently is in the authenticator's cache:
+	// it costs no TokenReview and passes even a throttled address.
+	var reservation *rate.Reservation
+	if !g.known(false, key, now) {
+		var retry time.Duration
+		var ok bool
+		if reservation, retry, ok = g.admit(addr, now); !ok {
+			writeThrottled(w, retry)
+			return nil, false
+		}
+	}
+	if size > maxTokenBytes {
+		return deny(invalid)
+	}
+	resp, definite, aerr := s.authenticateDetailed(r)
+	if aerr != nil {
+		if definite {
+			g.rejectedToken(key, now)
+		}
+		return deny(aerr)
+	}
+	if reservation != nil {
+		reservation.CancelAt(now)
+	}
+	g.succeeded(key, now)
+	return resp, true
+}
+
+// writeThrottled answers a client address that spent its budget of failed
+// authentications.
+func writeThrottled(w http.ResponseWriter, retry time.Duration) {
+	secs := max(1, int(math.Ceil(retry.Seconds())))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	writeError(w, newError(http.StatusTooManyRequests, ReasonRateLimited,
+		"too many failed authentications from this address; retry after "+strconv.Itoa(secs)+"s", map[string]string{"retryAfterSeconds": strconv.Itoa(secs)}))
+}
+
+// transientAuthError says whether an authenticator failed to get an answer
+// (kube-apiserver unreachable, busy or timing out) rather than refusing the
+// token: kube-apiserver's TokenReview reports a refused token as a plain
+// message in status.error, which the webhook authenticator returns as an
+// error too.
+func transientAuthError(err error) bool {
+	if err == nil {
+		return false
+	}
+	var agg utilerrors.Aggregate
+	if errors.As(err, &agg) {
+		for _, e := range agg.Errors() {
+			if transientAuthError(e) {
+				return true
+			}
+		}
+		return false
+	}
+	var status apierrors.APIStatus
+	var netErr net.Error
+	return errors.As(err, &status) || errors.As(err, &netErr) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
