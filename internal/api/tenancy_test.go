@@ -22,6 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -227,7 +228,7 @@ func TestRequestsInFlightAreBounded(t *testing.T) {
 func TestForbiddenIs403WithItsReason(t *testing.T) {
 	ctx := context.Background()
 	t.Run("quota", func(t *testing.T) {
-		const ns, proj = "quota-zero", "project-quota"
+		const ns, proj = "quota-zero", "project-quota-zero"
 		if err := createProjectNamespace(ns, region, proj); err != nil {
 			t.Fatal(err)
 		}
@@ -235,15 +236,23 @@ func TestForbiddenIs403WithItsReason(t *testing.T) {
 			t.Fatal(err)
 		}
 		hard := corev1.ResourceList{"count/instances.compute.k0rdent.ai": resource.MustParse("0")}
-		q, err := clientset.CoreV1().ResourceQuotas(ns).Create(ctx, &corev1.ResourceQuota{
-			ObjectMeta: metav1.ObjectMeta{Name: "instances"}, Spec: corev1.ResourceQuotaSpec{Hard: hard}}, metav1.CreateOptions{})
-		if err != nil {
+		if _, err := clientset.CoreV1().ResourceQuotas(ns).Create(ctx, &corev1.ResourceQuota{
+			ObjectMeta: metav1.ObjectMeta{Name: "instances"}, Spec: corev1.ResourceQuotaSpec{Hard: hard}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		// No kube-controller-manager here: the status the quota controller would write.
-		q.Status = corev1.ResourceQuotaStatus{Hard: hard, Used: corev1.ResourceList{"count/instances.compute.k0rdent.ai": resource.MustParse("0")}}
-		if _, err := clientset.CoreV1().ResourceQuotas(ns).UpdateStatus(ctx, q, metav1.UpdateOptions{}); err != nil {
-			t.Fatal(err)
+		// kube-controller-manager's quota controller counts it; until then
+		// kube-apiserver refuses creates as uncounted (the API's 503).
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			q, err := clientset.CoreV1().ResourceQuotas(ns).Get(ctx, "instances", metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(q.Status.Hard) > 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("kube-controller-manager never counted the quota")
+			}
 		}
 		path := "/v1/regions/" + region + "/projects/" + proj + "/compute/instances"
 		r := callBound(t, http.MethodPost, path, tokens["deployer"], createBody("instance-over-quota"))
@@ -260,7 +269,19 @@ func TestForbiddenIs403WithItsReason(t *testing.T) {
 		if err := bindRole(ctx, ns, "ServiceAccount", "deployer", "compute.deployer"); err != nil {
 			t.Fatal(err)
 		}
-		// No namespace controller here: the namespace stays Terminating.
+		// An object whose finalizer nobody removes keeps the namespace
+		// Terminating while kube-controller-manager's namespace controller
+		// empties it; the test lets it go at the end.
+		hold := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "hold", Namespace: ns, Finalizers: []string{"test.compute.k0rdent.ai/hold"}}}
+		if _, err := clientset.CoreV1().ConfigMaps(ns).Create(ctx, hold, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			patch := []byte(`{"metadata":{"finalizers":null}}`)
+			if _, err := clientset.CoreV1().ConfigMaps(ns).Patch(ctx, "hold", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+				t.Errorf("failed to release the namespace: %v", err)
+			}
+		})
 		if err := clientset.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
 			t.Fatal(err)
 		}
