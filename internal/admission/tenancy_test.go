@@ -314,6 +314,6 @@ func waitTenancyEnforced(t *testing.T) {
 		if apierrors.IsForbidden(err) && strings.Contains(err.Error(), "ValidatingAdmissionPolicy") {
 			return nil
 		}
-		return fmt.Errorf("answered %v", err)
+		return fmt.Errorf("answered %w", err)
 	})
 }

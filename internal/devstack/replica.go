@@ -68,7 +68,7 @@ func (r *Replica) waitReady(ctx context.Context) error {
 		select {
 		case err := <-r.done:
 			r.done <- err
-			return fmt.Errorf("exited before its API was ready: %v", err)
+			return fmt.Errorf("exited before its API was ready: %w", err)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):

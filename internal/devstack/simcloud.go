@@ -89,7 +89,7 @@ func (s *Stack) waitSimcloud(ctx context.Context) error {
 		select {
 		case err := <-s.simErr:
 			s.simErr <- err
-			return fmt.Errorf("the simulated cloud exited before it served (%v); see %s", err, filepath.Join(s.opts.DataDir, "simcloud.log"))
+			return fmt.Errorf("the simulated cloud exited before it served (%w); see %s", err, filepath.Join(s.opts.DataDir, "simcloud.log"))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
@@ -114,12 +114,15 @@ func (s *Stack) StopSimcloud() {
 	if s.simcloud != nil && s.simcloud.Process != nil {
 		_ = s.simcloud.Process.Signal(syscall.SIGCONT) // in case a partition left it stopped
 		_ = s.simcloud.Process.Signal(syscall.SIGTERM)
+		var exit error
 		select {
-		case <-s.simErr:
+		case exit = <-s.simErr:
 		case <-time.After(10 * time.Second):
 			_ = syscall.Kill(-s.simcloud.Process.Pid, syscall.SIGKILL)
-			<-s.simErr
+			exit = <-s.simErr
 		}
+		// Stopped by its signal on purpose: that exit status is no failure.
+		_ = exit
 		s.simcloud = nil
 		s.logf("simulated cloud stopped")
 	}

@@ -83,7 +83,7 @@ func Start(opts ...Option) (*Env, error) {
 	}
 	e := &Env{Environment: env, Config: cfg, Client: c, Scheme: scheme, AssetsDir: assets}
 	if o.controllerManager {
-		var log io.Writer = io.Discard
+		log := io.Discard
 		if os.Getenv("KCM_LOG") != "" {
 			log = os.Stderr
 		}

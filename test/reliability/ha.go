@@ -224,7 +224,7 @@ func failover(ctx context.Context, e env, results *checks) error {
 		standby := 1 - i
 		j, acquiredAt, err := h.leader(ctx)
 		if err != nil || j != standby {
-			return fmt.Errorf("the standby did not take the Lease after the leader's kill: %v", err)
+			return fmt.Errorf("the standby did not take the Lease after the leader's kill: %w", err)
 		}
 		at, ok := writes.firstAfter(acquiredAt, 2*time.Minute)
 		if !ok {
