@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
@@ -39,6 +40,12 @@ type authGuard struct {
 	perSecond rate.Limit
 	burst     int
 	ttl       time.Duration
+
+	// firstReviews coalesces concurrent first reviews of one token, so
+	// that the clients sharing a token (and often an address) on a replica
+	// that has not seen it yet spend one review and one unit of budget,
+	// not one each.
+	firstReviews singleflight.Group
 
 	mu       sync.Mutex
 	failures map[string]*principalLimiter // by client address
@@ -189,30 +196,61 @@ func (s *Server) authenticateGuarded(w http.ResponseWriter, r *http.Request) (*a
 	}
 	// A token that authenticated recently is in the authenticator's cache:
 	// it costs no TokenReview and passes even a throttled address.
-	var reservation *rate.Reservation
-	if !g.known(false, key, now) {
-		var retry time.Duration
-		var ok bool
-		if reservation, retry, ok = g.admit(addr, now); !ok {
-			writeThrottled(w, retry)
-			return nil, false
+	if g.known(false, key, now) {
+		if size > maxTokenBytes {
+			return deny(invalid)
 		}
-	}
-	if size > maxTokenBytes {
-		return deny(invalid)
-	}
-	resp, definite, aerr := s.authenticateDetailed(r)
-	if aerr != nil {
-		if definite {
-			g.rejectedToken(key, now)
+		resp, definite, aerr := s.authenticateDetailed(r)
+		if aerr != nil {
+			if definite {
+				g.rejectedToken(key, now)
+			}
+			return deny(aerr)
 		}
-		return deny(aerr)
+		g.succeeded(key, now)
+		return resp, true
 	}
-	if reservation != nil {
+	v, _, _ := g.firstReviews.Do(string(key[:]), func() (any, error) {
+		var first firstReview
+		reservation, retry, ok := g.admit(addr, now)
+		if !ok {
+			first.throttled, first.retry = true, retry
+			return first, nil
+		}
+		if size > maxTokenBytes {
+			first.aerr = invalid
+			return first, nil
+		}
+		var definite bool
+		first.resp, definite, first.aerr = s.authenticateDetailed(r)
+		if first.aerr != nil {
+			if definite {
+				g.rejectedToken(key, now)
+			}
+			return first, nil
+		}
 		reservation.CancelAt(now)
+		g.succeeded(key, now)
+		return first, nil
+	})
+	first := v.(firstReview)
+	switch {
+	case first.throttled:
+		writeThrottled(w, first.retry)
+		return nil, false
+	case first.aerr != nil:
+		return deny(first.aerr)
 	}
-	g.succeeded(key, now)
-	return resp, true
+	return first.resp, true
+}
+
+// firstReview is the outcome of a token's first review at an address,
+// shared by the requests that carried the token meanwhile.
+type firstReview struct {
+	resp      *authenticator.Response
+	aerr      *apiError
+	throttled bool
+	retry     time.Duration
 }
 
 // writeThrottled answers a client address that spent its budget of failed
