@@ -197,13 +197,7 @@ func failover(ctx context.Context, e env, results *checks) error {
 		created += early
 		// Mid-wave: a quarter of what was created RUNNING, the rest on its way.
 		threshold := created - early + early/4
-		wait, cancel := context.WithTimeout(ctx, 10*time.Minute)
-		inTransit := 0
-		err := load.WatchInstances(wait, h.c, ns, func(state map[string]*computev1alpha1.Instance) bool {
-			inTransit = countProvisioning(state)
-			return load.CountRunning(state) >= threshold
-		})
-		cancel()
+		inTransit, err := waitRunningAtLeast(ctx, h.c, ns, threshold)
 		if err != nil {
 			return fmt.Errorf("wave %d did not reach %d RUNNING: %w", kill, threshold, err)
 		}
@@ -361,28 +355,17 @@ func waitRunningAcrossOutages(ctx context.Context, c client.WithWatch, ns string
 func apiserverRestart(ctx context.Context, e env, results *checks) error {
 	n := load.EnvInt("RELIABILITY_N", 500)
 	const ns = "apiserver-restart"
-	stack, c, _, err := e.startStack(ctx, ns, "--leader-elect",
-		"--sim-latency-allocate=500ms", "--sim-latency-boot=1s",
-		fmt.Sprintf("--sim-instance-types=%s=%d", load.TypeName, 10*n))
+	stack, c, err := e.startRollout(ctx, ns, n, "--leader-elect", "--sim-latency-allocate=500ms", "--sim-latency-boot=1s")
 	if err != nil {
 		return err
 	}
 	defer func() { _ = stack.Stop() }()
-	if err := load.EnsureProjectNamespace(ctx, c, ns); err != nil {
-		return err
-	}
 	pid := stack.ManagerPID()
 	began := time.Now()
 	if err := load.CreateInstances(ctx, c, ns, "vm", n, 16, nil); err != nil {
 		return err
 	}
-	wait, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	inTransit := 0
-	err = load.WatchInstances(wait, c, ns, func(state map[string]*computev1alpha1.Instance) bool {
-		inTransit = countProvisioning(state)
-		return load.CountRunning(state) >= n/4
-	})
-	cancel()
+	inTransit, err := waitRunningAtLeast(ctx, c, ns, n/4)
 	if err != nil {
 		return err
 	}
@@ -428,26 +411,16 @@ func apiserverRestart(ctx context.Context, e env, results *checks) error {
 func simcloudPartition(ctx context.Context, e env, results *checks) error {
 	n := load.EnvInt("RELIABILITY_N", 500)
 	const ns = "partition"
-	stack, c, _, err := e.startStack(ctx, ns, "--provider-call-timeout=2s",
-		"--sim-latency-allocate=500ms", "--sim-latency-boot=1s",
-		fmt.Sprintf("--sim-instance-types=%s=%d", load.TypeName, 10*n))
+	stack, c, err := e.startRollout(ctx, ns, n, "--provider-call-timeout=2s", "--sim-latency-allocate=500ms", "--sim-latency-boot=1s")
 	if err != nil {
 		return err
 	}
 	defer func() { _ = stack.Stop() }()
-	if err := load.EnsureProjectNamespace(ctx, c, ns); err != nil {
-		return err
-	}
 	began := time.Now()
 	if err := load.CreateInstances(ctx, c, ns, "vm", n, 16, nil); err != nil {
 		return err
 	}
-	wait, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	err = load.WatchInstances(wait, c, ns, func(state map[string]*computev1alpha1.Instance) bool {
-		return load.CountRunning(state) >= n/4
-	})
-	cancel()
-	if err != nil {
+	if _, err := waitRunningAtLeast(ctx, c, ns, n/4); err != nil {
 		return err
 	}
 	pid := stack.SimcloudPID()
@@ -458,7 +431,7 @@ func simcloudPartition(ctx context.Context, e env, results *checks) error {
 	fmt.Printf("partition | the simulated cloud (pid %d) unreachable for 20s from %s\n", pid, since(began))
 	// What an instance says while it waits.
 	said := ""
-	wait, cancel = context.WithTimeout(ctx, 20*time.Second)
+	wait, cancel := context.WithTimeout(ctx, 20*time.Second)
 	_ = load.WatchInstances(wait, c, ns, func(state map[string]*computev1alpha1.Instance) bool {
 		for _, inst := range state {
 			cond := meta.FindStatusCondition(inst.Status.Conditions, computev1alpha1.ConditionReconciling)

@@ -130,6 +130,22 @@ func (e env) startStack(ctx context.Context, name string, managerArgs ...string)
 	return stack, c, fmt.Sprintf("http://127.0.0.1:%d", port), nil
 }
 
+// startRollout starts a stack of its own for a rollout of n instances in
+// the project namespace ns, with a simulated cloud that has room for ten
+// times n, so capacity never decides a check.
+func (e env) startRollout(ctx context.Context, ns string, n int, managerArgs ...string) (*devstack.Stack, client.WithWatch, error) {
+	args := append([]string{fmt.Sprintf("--sim-instance-types=%s=%d", load.TypeName, 10*n)}, managerArgs...)
+	stack, c, _, err := e.startStack(ctx, ns, args...)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := load.EnsureProjectNamespace(ctx, c, ns); err != nil {
+		_ = stack.Stop()
+		return nil, nil, err
+	}
+	return stack, c, nil
+}
+
 // logLevel is the manager's log level: RELIABILITY_LOG_LEVEL, or error.
 func logLevel() string {
 	if v := os.Getenv("RELIABILITY_LOG_LEVEL"); v != "" {

@@ -38,16 +38,11 @@ func cloudMachines(ctx context.Context, stack *devstack.Stack) (map[string]int, 
 func crashSafety(ctx context.Context, e env, results *checks) error {
 	n := load.EnvInt("RELIABILITY_N", 500)
 	const ns = "crash"
-	stack, c, _, err := e.startStack(ctx, ns,
-		"--sim-latency-allocate=200ms", "--sim-latency-boot=300ms",
-		fmt.Sprintf("--sim-instance-types=%s=%d", load.TypeName, 10*n))
+	stack, c, err := e.startRollout(ctx, ns, n, "--sim-latency-allocate=200ms", "--sim-latency-boot=300ms")
 	if err != nil {
 		return err
 	}
 	defer func() { _ = stack.Stop() }()
-	if err := load.EnsureProjectNamespace(ctx, c, ns); err != nil {
-		return err
-	}
 	began := time.Now()
 	created := make(chan error, 1)
 	go func() { created <- load.CreateInstances(ctx, c, ns, "vm", n, 32, nil) }()
@@ -58,13 +53,7 @@ func crashSafety(ctx context.Context, e env, results *checks) error {
 	killsMidProvisioning := 0
 	for kill := 1; kill <= 3; kill++ {
 		threshold := kill * n / 5
-		inTransit := 0
-		wait, cancel := context.WithTimeout(ctx, 10*time.Minute)
-		err := load.WatchInstances(wait, c, ns, func(state map[string]*computev1alpha1.Instance) bool {
-			inTransit = countProvisioning(state)
-			return load.CountRunning(state) >= threshold
-		})
-		cancel()
+		inTransit, err := waitRunningAtLeast(ctx, c, ns, threshold)
 		if err != nil {
 			return fmt.Errorf("rollout did not reach %d RUNNING before kill %d: %w", threshold, kill, err)
 		}
@@ -110,18 +99,14 @@ func crashSafety(ctx context.Context, e env, results *checks) error {
 func faults(ctx context.Context, e env, results *checks) error {
 	n := load.EnvInt("RELIABILITY_N", 500)
 	const ns = "faults"
-	stack, c, _, err := e.startStack(ctx, ns,
+	stack, c, err := e.startRollout(ctx, ns, n,
 		"--sim-latency-allocate=100ms", "--sim-latency-boot=100ms", "--sim-latency-delete=100ms", "--sim-latency-stop=100ms",
-		fmt.Sprintf("--sim-instance-types=%s=%d", load.TypeName, 10*n),
 		"--sim-transient-error-rate=0.3", "--sim-slow-call-rate=0.1",
 		"--provider-call-timeout=1s", "--sim-slow-call-delay=3s")
 	if err != nil {
 		return err
 	}
 	defer func() { _ = stack.Stop() }()
-	if err := load.EnsureProjectNamespace(ctx, c, ns); err != nil {
-		return err
-	}
 	began := time.Now()
 	if err := load.CreateInstances(ctx, c, ns, "vm", n, 32, nil); err != nil {
 		return err
@@ -154,6 +139,19 @@ func faults(ctx context.Context, e env, results *checks) error {
 	fmt.Printf("faults | all deleted after %s; %d machines left in the cloud\n", since(began), total)
 	results.add("faults_leaked_machines", total, total == 0)
 	return nil
+}
+
+// waitRunningAtLeast watches ns (for at most ten minutes) until at least
+// want instances run, and says how many were in PROVISIONING or STAGING when
+// it last looked: the instances a fault at that moment catches mid-way.
+func waitRunningAtLeast(ctx context.Context, c client.WithWatch, ns string, want int) (inTransit int, err error) {
+	wait, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	err = load.WatchInstances(wait, c, ns, func(state map[string]*computev1alpha1.Instance) bool {
+		inTransit = countProvisioning(state)
+		return load.CountRunning(state) >= want
+	})
+	return inTransit, err
 }
 
 // countProvisioning counts the instances on their way to a machine.
