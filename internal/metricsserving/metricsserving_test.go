@@ -146,15 +146,7 @@ func startManager(t *testing.T, f Flags) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("the manager stopped with an error: %v", err)
-		}
-	})
+	testenv.RunManager(t, mgr)
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
 		if c, err := net.Dial("tcp", f.BindAddress); err == nil {

@@ -193,15 +193,8 @@ func startManager(t *testing.T) string {
 	if _, err := api.AddToManager(mgr, apiOpts); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("the manager stopped with an error: %v", err)
-		}
-	})
+	testenv.RunManager(t, mgr)
+	ctx := context.Background()
 
 	const ns = "scraped"
 	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -65,19 +64,7 @@ func operatorWith(t *testing.T, ns string, tune func(*controllers.Options, *clie
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("the operator stopped with an error: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
+	stop := testenv.RunManager(t, mgr)
 	return stop
 }
 
