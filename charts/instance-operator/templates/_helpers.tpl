@@ -23,6 +23,16 @@ app.kubernetes.io/name: instance-operator
 control-plane: controller-manager
 {{- end -}}
 
+{{/* The REST API's process: its own Deployment and service account. */}}
+{{- define "instance-operator.apiServiceAccountName" -}}
+{{ include "instance-operator.fullname" . }}-api
+{{- end -}}
+
+{{- define "instance-operator.apiSelectorLabels" -}}
+app.kubernetes.io/name: instance-operator
+control-plane: api
+{{- end -}}
+
 {{- define "instance-operator.labels" -}}
 app.kubernetes.io/name: instance-operator
 app.kubernetes.io/instance: {{ .Release.Name }}
