@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"github.com/k0rdent-ai/instance-operator/internal/release"
 )
 
@@ -73,7 +75,10 @@ func TestChartRenderingAppliesToKubeAPIServer(t *testing.T) {
 				"clusterrole/compute.viewer", "clusterrole/compute.deployer", "clusterrole/compute.admin",
 				"clusterrole/instance-operator-manager-role",
 				"deployment/instance-operator-controller-manager", // namespaced: -n below
+				"deployment/instance-operator-api",
 				"service/instance-operator-api",
+				"clusterrole/instance-operator-api-role",
+				"validatingadmissionpolicy/controller-secrets.compute.k0rdent.ai",
 			} {
 				kubectl(t, e, "", "get", "-n", "instance-operator-system", obj, "-o", "name")
 			}
@@ -82,11 +87,42 @@ func TestChartRenderingAppliesToKubeAPIServer(t *testing.T) {
 			if want := tc.name == "kubevirt"; strings.Contains(provider, "--provider=kubevirt") != want {
 				t.Fatalf("manager args %s: --provider=kubevirt present should be %v", provider, want)
 			}
+			// One process each: the controllers serve no API, the API runs no controllers.
+			if !strings.Contains(provider, "--enable-api=false") {
+				t.Fatalf("the controllers' args %s lack --enable-api=false", provider)
+			}
+			apiArgs := kubectl(t, e, "", "get", "-n", "instance-operator-system", "deployment/instance-operator-api",
+				"-o", "jsonpath={.spec.template.spec.serviceAccountName} {.spec.template.spec.containers[0].args}")
+			if !strings.HasPrefix(apiArgs, "instance-operator-api ") || !strings.Contains(apiArgs, "--enable-controllers=false") {
+				t.Fatalf("the API's service account and args %s: want instance-operator-api and --enable-controllers=false", apiArgs)
+			}
 		})
 	}
 	applyInstance(t, e, "-k", filepath.Join(root(t), "config", "samples"))
 	finalizers := kubectl(t, e, "", "get", "instances", "-A", "-o", "jsonpath={.items[*].metadata.finalizers}")
 	if !strings.Contains(finalizers, "compute.k0rdent.ai/machine") {
 		t.Fatalf("the sample instance has finalizers %q; the chart's admission policy should have stamped compute.k0rdent.ai/machine", finalizers)
+	}
+}
+
+// The controllers' Secret policy names the service account of the release
+// it is installed with, whatever its name and namespace; config/'s name
+// would leave another release's controllers unrestricted.
+func TestChartSecretPolicyNamesTheReleasesControllers(t *testing.T) {
+	manifest, err := release.RenderChart(filepath.Join(root(t), release.ChartDir), "gpu", "compute-system", nil)
+	must(t, err, "render the chart")
+	objs, err := release.DecodeObjects([]byte(manifest))
+	must(t, err, "decode the rendering")
+	var expr string
+	for _, o := range objs {
+		if o.GetKind() == "ValidatingAdmissionPolicy" && o.GetName() == "controller-secrets.compute.k0rdent.ai" {
+			conds, _, _ := unstructured.NestedSlice(o.Object, "spec", "matchConditions")
+			for _, c := range conds {
+				expr += c.(map[string]any)["expression"].(string)
+			}
+		}
+	}
+	if want := "'system:serviceaccount:compute-system:gpu-instance-operator-controller-manager'"; !strings.Contains(expr, want) {
+		t.Fatalf("the controller-secrets policy matches %q; want the release's controllers, %s", expr, want)
 	}
 }
