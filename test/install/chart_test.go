@@ -23,6 +23,7 @@ func TestChartLintsStrictForEachProvider(t *testing.T) {
 			"prometheusRule":   map[string]any{"enabled": true},
 			"grafanaDashboard": map[string]any{"enabled": true},
 		},
+		"the namespace name rule": {"admissionPolicy": map[string]any{"namespaceNameRule": true}},
 		"two replicas, pinned digest, network policy, no admission policy": {
 			"replicas":        2,
 			"image":           map[string]any{"digest": "sha256:" + strings.Repeat("a", 64)},
