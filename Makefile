@@ -46,9 +46,13 @@ help: ## Show the targets.
 
 ##@ Development
 
+# One role per process: the controllers' (config/rbac) from the RBAC markers
+# in controllers/, the REST API's (config/restapi) from those in internal/api/.
 .PHONY: manifests
 manifests: controller-gen ## Generate the CRD and RBAC manifests under config/, and copy what the chart serves of them.
-	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) crd paths="./api/..." output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=manager-role paths="./controllers/..." output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=api-role paths="./internal/api/..." output:rbac:artifacts:config=config/restapi
 	hack/sync-chart.sh
 
 .PHONY: generate

@@ -12,6 +12,7 @@ dest="$root/charts/instance-operator/files/config"
 files=(
   crd/bases/compute.k0rdent.ai_instances.yaml
   rbac/role.yaml
+  restapi/role.yaml
   rbac/leader_election_role.yaml
   rbac/metrics_auth_role.yaml
   rbac/metrics_reader_role.yaml
@@ -21,6 +22,8 @@ files=(
   rbac/api/compute_platform_admin_role.yaml
   admission/instance_finalizer_policy.yaml
   admission/tenancy_policies.yaml
+  admission/owned_secrets_policy.yaml
+  admission/namespace-name/namespace_name_policy.yaml
   kubevirt/component/role.yaml
   kubevirt/component/catalog.yaml
   prometheus/monitor.yaml

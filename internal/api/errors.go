@@ -101,6 +101,11 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	if e.status == http.StatusUnauthorized {
 		h.Set("WWW-Authenticate", `Bearer realm="compute.k0rdent.ai"`)
 	}
+	// Every 429 and 503 says when to come back (the OpenAPI document
+	// promises it); those that know better set it before.
+	if (e.status == http.StatusTooManyRequests || e.status == http.StatusServiceUnavailable) && h.Get("Retry-After") == "" {
+		h.Set("Retry-After", "1")
+	}
 	w.WriteHeader(e.status)
 	_ = json.NewEncoder(w).Encode(e.body())
 }

@@ -17,6 +17,11 @@ type Options struct {
 	// TLSCertFile and TLSKeyFile turn on TLS; the pair is reloaded when the files change.
 	TLSCertFile string
 	TLSKeyFile  string
+	// TLSSelfSigned serves TLS with a certificate made in memory at start when
+	// no files are given, as controller-runtime's secure metrics do: the
+	// installed manifests' default, so tokens never cross the network in
+	// the clear even without cert-manager.
+	TLSSelfSigned bool
 	// EnableHTTP2 allows HTTP/2 over TLS; off by default (HTTP/2 rapid-reset and stream floods).
 	EnableHTTP2 bool
 
@@ -102,6 +107,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.BindAddress, "api-bind-address", o.BindAddress, "Address the REST API listens on.")
 	fs.StringVar(&o.TLSCertFile, "api-tls-cert-file", o.TLSCertFile, "Serving certificate of the REST API (PEM); with --api-tls-key-file turns TLS on. Reloaded when it changes.")
 	fs.StringVar(&o.TLSKeyFile, "api-tls-key-file", o.TLSKeyFile, "Private key of --api-tls-cert-file (PEM).")
+	fs.BoolVar(&o.TLSSelfSigned, "api-tls-self-signed", o.TLSSelfSigned, "Serve the REST API over TLS with a self-signed certificate made in memory at start (instead of --api-tls-cert-file; clients must pin or skip verification).")
 	fs.BoolVar(&o.EnableHTTP2, "api-enable-http2", o.EnableHTTP2, "Allow HTTP/2 on the REST API (TLS only).")
 	fs.StringVar(&o.OIDCIssuerURL, "api-oidc-issuer-url", o.OIDCIssuerURL, "HTTPS URL of the OIDC issuer whose JWTs the API accepts; empty turns OIDC off (as kube-apiserver --oidc-issuer-url).")
 	fs.StringVar(&o.OIDCClientID, "api-oidc-client-id", o.OIDCClientID, "Audience the OIDC tokens must carry (as --oidc-client-id).")
@@ -140,6 +146,9 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 func (o *Options) validate() error {
 	if (o.TLSCertFile == "") != (o.TLSKeyFile == "") {
 		return errors.New("--api-tls-cert-file and --api-tls-key-file go together")
+	}
+	if o.TLSSelfSigned && o.TLSCertFile != "" {
+		return errors.New("--api-tls-self-signed and --api-tls-cert-file exclude each other")
 	}
 	if o.OIDCIssuerURL != "" {
 		if u, err := url.Parse(o.OIDCIssuerURL); err != nil || u.Scheme != "https" || u.Host == "" {

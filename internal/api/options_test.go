@@ -42,6 +42,7 @@ func TestOptionsValidate(t *testing.T) {
 		"negative failure rate":        func(o *Options) { o.AuthFailureRate = -1 },
 		"failure rate without a burst": func(o *Options) { o.AuthFailureBurst = 0 },
 		"negative in-flight bound":     func(o *Options) { o.MaxRequestsInFlight = -1 },
+		"self-signed and files":        func(o *Options) { o.TLSSelfSigned = true; o.TLSCertFile, o.TLSKeyFile = "tls.crt", "tls.key" },
 	} {
 		o := DefaultOptions()
 		mut(&o)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/client-go/kubernetes"
 	toolscache "k8s.io/client-go/tools/cache"
+	certutil "k8s.io/client-go/util/cert"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
@@ -164,7 +166,9 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("failed to listen on %s: %w", s.opts.BindAddress, err)
 	}
-	if s.opts.TLSCertFile != "" {
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
+	switch {
+	case s.opts.TLSCertFile != "":
 		watcher, err := certwatcher.New(s.opts.TLSCertFile, s.opts.TLSKeyFile)
 		if err != nil {
 			_ = ln.Close()
@@ -175,7 +179,18 @@ func (s *Server) Start(ctx context.Context) error {
 				s.base.Error(err, "the TLS certificate watcher stopped")
 			}
 		}()
-		tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: watcher.GetCertificate}
+		tlsConfig.GetCertificate = watcher.GetCertificate
+	case s.opts.TLSSelfSigned:
+		cert, err := selfSignedCertificate()
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		tlsConfig.Certificates = []tls.Certificate{cert}
+	default:
+		tlsConfig = nil
+	}
+	if tlsConfig != nil {
 		if s.opts.EnableHTTP2 {
 			tlsConfig.NextProtos = []string{"h2", "http/1.1"}
 		} else {
@@ -194,7 +209,7 @@ func (s *Server) Start(ctx context.Context) error {
 
 	errCh := make(chan error, 1)
 	go func() { errCh <- srv.Serve(ln) }()
-	s.base.Info("serving the REST API", "address", s.addr, "tls", s.opts.TLSCertFile != "")
+	s.base.Info("serving the REST API", "address", s.addr, "tls", tlsConfig != nil, "selfSignedCertificate", s.opts.TLSSelfSigned)
 	select {
 	case err := <-errCh:
 		return fmt.Errorf("the API server stopped: %w", err)
@@ -214,4 +229,20 @@ func remoteHost(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// selfSignedCertificate is a serving certificate made at start, as
+// controller-runtime's secure metrics serving makes its own: each replica
+// has its own, nothing is stored, and a restart renews it.
+func selfSignedCertificate() (tls.Certificate, error) {
+	host, _ := os.Hostname()
+	certPEM, keyPEM, err := certutil.GenerateSelfSignedCertKeyWithFixtures(host, []net.IP{{127, 0, 0, 1}}, []string{"localhost"}, "")
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("failed to make the API's self-signed certificate: %w", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("failed to load the API's self-signed certificate: %w", err)
+	}
+	return cert, nil
 }

@@ -30,6 +30,13 @@ const KubeVersion = "v1.37.2"
 // name and namespace given, vals laid over values.yaml, for KubeVersion.
 // It returns the manifests as one multi-document YAML stream.
 func RenderChart(dir, releaseName, namespace string, vals map[string]any) (string, error) {
+	return RenderChartWithAPIVersions(dir, releaseName, namespace, vals)
+}
+
+// RenderChartWithAPIVersions is RenderChart for a cluster that also serves
+// apiVersions (`helm template --api-versions`), e.g. "cert-manager.io/v1",
+// which the chart's .Capabilities.APIVersions.Has checks see.
+func RenderChartWithAPIVersions(dir, releaseName, namespace string, vals map[string]any, apiVersions ...string) (string, error) {
 	chrt, err := loader.Load(dir)
 	if err != nil {
 		return "", fmt.Errorf("failed to load the chart %s: %w", dir, err)
@@ -47,6 +54,7 @@ func RenderChart(dir, releaseName, namespace string, vals map[string]any) (strin
 	install.Namespace = namespace
 	install.KubeVersion = kubeVersion
 	install.DisableHooks = true
+	install.APIVersions = apiVersions
 	rel, err := install.Run(chrt, vals)
 	if err != nil {
 		return "", fmt.Errorf("failed to render the chart %s: %w", dir, err)

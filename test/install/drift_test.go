@@ -182,3 +182,10 @@ func TestDriftCheckCatchesAChangedRule(t *testing.T) {
 		t.Fatalf("%d objects differ after changing one rule of the manager's role; want 1", differing)
 	}
 }
+
+// With the optional namespace name rule on, the chart adds exactly
+// config/admission/namespace-name.
+func TestChartNamespaceNameRuleMatchesConfigAdmissionNamespaceName(t *testing.T) {
+	chart := renderChart(t, map[string]any{"admissionPolicy": map[string]any{"namespaceNameRule": true}})
+	assertSameObjects(t, chart, append(kustomize(t, "default"), kustomize(t, "admission/namespace-name")...))
+}

@@ -11,7 +11,7 @@ import (
 
 // The single install file of make release, applied with the built kubectl to
 // a control plane with nothing on it, installs the operator: the CRD is
-// established, the manager's image is the pinned digest, and a sample
+// established, both Deployments' image is the pinned digest, and a sample
 // Instance is accepted with the finalizer the admission policy stamps.
 func TestInstallYAMLAppliesToFreshControlPlane(t *testing.T) {
 	image := "ghcr.io/k0rdent-ai/instance-operator@sha256:" + strings.Repeat("b", 64)
@@ -26,10 +26,12 @@ func TestInstallYAMLAppliesToFreshControlPlane(t *testing.T) {
 	e := freshControlPlane(t)
 	kubectl(t, e, "", "apply", "-f", path)
 	kubectl(t, e, "", "wait", "--for=condition=Established", "--timeout=60s", "crd/instances.compute.k0rdent.ai")
-	got := kubectl(t, e, "", "get", "-n", "instance-operator-system", "deployment/instance-operator-controller-manager",
-		"-o", "jsonpath={.spec.template.spec.containers[0].image}")
-	if got != image {
-		t.Fatalf("the manager's image is %q, want %q", got, image)
+	for _, deployment := range []string{"instance-operator-controller-manager", "instance-operator-api"} {
+		got := kubectl(t, e, "", "get", "-n", "instance-operator-system", "deployment/"+deployment,
+			"-o", "jsonpath={.spec.template.spec.containers[0].image}")
+		if got != image {
+			t.Fatalf("%s's image is %q, want %q", deployment, got, image)
+		}
 	}
 	applyInstance(t, e, "-k", filepath.Join(root(t), "config", "samples"))
 	out := kubectl(t, e, "", "get", "instances", "-A", "-o", "jsonpath={range .items[*]}{.metadata.name} {.metadata.finalizers}{\"\\n\"}{end}")

@@ -122,18 +122,36 @@ instance_operator_provider_call_duration_seconds_count{` + job + `, provider="ku
 	},
 	{
 		name: "the manager went down", alert: "InstanceOperatorDown",
-		series: `up{` + job + `, pod="m-1"} 1x10 0x20`,
+		series: `up{` + job + `, container="manager", pod="m-1"} 1x10 0x20`,
 		until:  20 * time.Minute, firing: []map[string]string{{}},
 	},
 	{
 		name: "the manager was never scraped", alert: "InstanceOperatorDown",
-		series: `up{job="something-else"} 1x20`,
+		series: `up{job="something-else", container="manager"} 1x20`,
 		until:  10 * time.Minute, firing: []map[string]string{{}},
 	},
 	{
 		name: "one replica of two is down", alert: "InstanceOperatorDown",
-		series: `up{` + job + `, pod="m-1"} 1x30
-up{` + job + `, pod="m-2"} 0x30`,
+		series: `up{` + job + `, container="manager", pod="m-1"} 1x30
+up{` + job + `, container="manager", pod="m-2"} 0x30`,
+		until: 20 * time.Minute,
+	},
+	{
+		name: "the controllers are down while the API's pods are up", alert: "InstanceOperatorDown",
+		series: `up{` + job + `, container="manager", pod="m-1"} 0x30
+up{` + job + `, container="api", pod="a-1"} 1x30`,
+		until: 20 * time.Minute, firing: []map[string]string{{}},
+	},
+	{
+		name: "the API's replicas went down while the controllers run", alert: "ComputeAPIDown",
+		series: `up{` + job + `, container="api", pod="a-1"} 1x10 0x20
+up{` + job + `, container="manager", pod="m-1"} 1x30`,
+		until: 20 * time.Minute, firing: []map[string]string{{}},
+	},
+	{
+		name: "one API replica of two is down", alert: "ComputeAPIDown",
+		series: `up{` + job + `, container="api", pod="a-1"} 1x30
+up{` + job + `, container="api", pod="a-2"} 0x30`,
 		until: 20 * time.Minute,
 	},
 	{

@@ -23,6 +23,30 @@ app.kubernetes.io/name: instance-operator
 control-plane: controller-manager
 {{- end -}}
 
+{{/* The REST API's process: its own Deployment and service account. */}}
+{{- define "instance-operator.apiServiceAccountName" -}}
+{{ include "instance-operator.fullname" . }}-api
+{{- end -}}
+
+{{/*
+"true" when the API's certificate comes from cert-manager: asked for, or
+"auto" and the cluster serves cert-manager.io/v1.
+*/}}
+{{- define "instance-operator.apiCertManager" -}}
+{{- $source := .Values.api.tls.source -}}
+{{- if not (has $source (list "auto" "cert-manager" "self-signed")) -}}
+{{- fail (printf "api.tls.source %q: use auto, cert-manager or self-signed" $source) -}}
+{{- end -}}
+{{- if or (eq $source "cert-manager") (and (eq $source "auto") (.Capabilities.APIVersions.Has "cert-manager.io/v1")) -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{- define "instance-operator.apiSelectorLabels" -}}
+app.kubernetes.io/name: instance-operator
+control-plane: api
+{{- end -}}
+
 {{- define "instance-operator.labels" -}}
 app.kubernetes.io/name: instance-operator
 app.kubernetes.io/instance: {{ .Release.Name }}

@@ -7,14 +7,17 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -82,11 +85,16 @@ func TestConfigKubevirtRendersTheProvider(t *testing.T) {
 
 // TestRBACIsEnough runs the provider as a user bound only to the rendered
 // manager and KubeVirt roles, through create, observe, stop, release and
-// delete, and asks the API server whether it may pause and unpause.
+// delete, and asks the API server whether it may pause and unpause. The user
+// is the controllers' service account as config/kubevirt installs it, under
+// the policy that config/kubevirt installs to narrow its Secret writes, so
+// every cloud-init Secret write of the provider (create, update, release)
+// passes it.
 func TestRBACIsEnough(t *testing.T) {
 	ctx := context.Background()
 	objs := env.Kustomize(t, "kubevirt")
-	const user = "kubevirt-provider-test"
+	const user = "system:serviceaccount:instance-operator-system:instance-operator-controller-manager"
+	secretPolicyEnforced(t, objs, user)
 	for _, name := range []string{"instance-operator-manager-role", "instance-operator-kubevirt-provider-role"} {
 		role := &rbacv1.ClusterRole{}
 		find(t, objs, "ClusterRole", name, role)
@@ -163,5 +171,47 @@ func TestRBACIsEnough(t *testing.T) {
 		if !sar.Status.Allowed {
 			t.Errorf("the manager may not %s VMIs: %s", sub, sar.Status.Reason)
 		}
+	}
+}
+
+// secretPolicyEnforced creates config/'s controller-secrets policy and its
+// binding from objs, and waits until kube-apiserver refuses user a Secret
+// that no Instance owns.
+func secretPolicyEnforced(t *testing.T, objs []unstructured.Unstructured, user string) {
+	t.Helper()
+	ctx := context.Background()
+	const name = "controller-secrets.compute.k0rdent.ai"
+	for _, kind := range []string{"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} {
+		var obj unstructured.Unstructured
+		for _, u := range objs {
+			if u.GetKind() == kind && u.GetName() == name {
+				obj = *u.DeepCopy()
+			}
+		}
+		if obj.Object == nil {
+			t.Fatalf("config/kubevirt has no %s %s", kind, name)
+		}
+		if err := k8sClient.Create(ctx, &obj); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), &obj) })
+	}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: []string{"system:masters"}}
+	c, err := client.New(cfg, client.Options{Scheme: testScheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	loose := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "loose-cloudinit", Namespace: "default"}}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := c.Create(ctx, loose, client.DryRunAll)
+		if apierrors.IsForbidden(err) && strings.Contains(err.Error(), name) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the policy %s never refused an unowned Secret: %v", name, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
