@@ -113,10 +113,15 @@ func (b *bench) getBenchmark(ctx context.Context, r *report) error {
 	profileClients := load.EnvInt("BENCH_CPU_PROFILE_CLIENTS", 64)
 	for _, c := range []int{1, 16, 64} {
 		var profileDone chan error
+		seconds := max(1, int(b.s.GetDuration.Seconds())*len(targets))
 		if path := os.Getenv("BENCH_CPU_PROFILE"); path != "" && c == profileClients {
 			profileDone = make(chan error, 1)
-			seconds := max(1, int(b.s.GetDuration.Seconds())*len(targets))
 			go func() { profileDone <- b.saveProfile(ctx, fmt.Sprintf("profile?seconds=%d", seconds), path) }()
+		} else if path := os.Getenv("BENCH_TRACE"); path != "" && c == profileClients {
+			// The execution trace (go tool trace; -pprof=sched for the time
+			// goroutines waited to run) of the same rounds.
+			profileDone = make(chan error, 1)
+			go func() { profileDone <- b.saveProfile(ctx, fmt.Sprintf("trace?seconds=%d", seconds), path) }()
 		}
 		results, err := b.alternate(ctx, targets, names, c)
 		if profileDone != nil {
