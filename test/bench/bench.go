@@ -96,16 +96,16 @@ func (b *bench) getBenchmark(ctx context.Context, r *report) error {
 	for _, name := range names {
 		paths = append(paths, projectPath+"/"+name)
 	}
-	floorURL, stopFloor, err := b.startFloor(ctx, facade, paths)
+	floorURL, floorPID, stopFloor, err := b.startFloor(ctx, facade, paths)
 	if err != nil {
 		return err
 	}
 	defer stopFloor()
 	apiserverBase := strings.TrimSuffix(b.stack.Config.Host, "/") + "/apis/compute.k0rdent.ai/v1alpha1/namespaces/" + ns + "/instances"
 	targets := []target{
-		{"facade", facade, func(name string) string { return b.apiURL + projectPath + "/" + name }},
-		{"apiserver", apiserver, func(name string) string { return apiserverBase + "/" + name }},
-		{"bare", bare, func(name string) string { return floorURL + projectPath + "/" + name }},
+		{"facade", facade, func(name string) string { return b.apiURL + projectPath + "/" + name }, b.stack.ManagerPID()},
+		{"apiserver", apiserver, func(name string) string { return apiserverBase + "/" + name }, 0},
+		{"bare", bare, func(name string) string { return floorURL + projectPath + "/" + name }, floorPID},
 	}
 	// BENCH_CPU_PROFILE keeps the manager's CPU profile of the GET rounds
 	// at BENCH_CPU_PROFILE_CLIENTS clients (64 unless set), for go tool
@@ -143,14 +143,17 @@ func (b *bench) getBenchmark(ctx context.Context, r *report) error {
 		r.add(fmt.Sprintf("apiserver_get_p99_ms_c%d", c), round(a.percentile(99), 3), "ms", "")
 		r.add(fmt.Sprintf("bare_get_p99_ms_c%d", c), round(floor.percentile(99), 3), "ms", "")
 		r.add(fmt.Sprintf("facade_vs_bare_p99_ratio_c%d", c), round(f.percentile(99)/floor.percentile(99), 2), "x", "")
+		r.add(fmt.Sprintf("facade_cpu_us_per_get_c%d", c), round(f.cpuPerRequest(), 1), "µs",
+			"the manager's CPU time (user and system) per GET, all its work during the rounds included")
+		r.add(fmt.Sprintf("bare_cpu_us_per_get_c%d", c), round(floor.cpuPerRequest(), 1), "µs", "the floor process's")
 	}
 
 	// A page of 500 (the largest) from each, by 4 clients at once.
 	lists := []target{
 		{"facade list", facade, func(string) string {
 			return fmt.Sprintf("%s%s?pageSize=%d", b.apiURL, projectPath, b.s.ListInstances)
-		}},
-		{"apiserver list", apiserver, func(string) string { return fmt.Sprintf("%s?limit=%d", apiserverBase, b.s.ListInstances) }},
+		}, 0},
+		{"apiserver list", apiserver, func(string) string { return fmt.Sprintf("%s?limit=%d", apiserverBase, b.s.ListInstances) }, 0},
 	}
 	results, err := b.alternate(ctx, lists, names, 4)
 	if err != nil {
@@ -174,8 +177,22 @@ func (b *bench) alternate(ctx context.Context, targets []target, names []string,
 	const rounds = 4
 	for range rounds {
 		for i, t := range targets {
+			var before time.Duration
+			if t.pid != 0 {
+				var err error
+				if before, err = processCPU(t.pid); err != nil {
+					return nil, err
+				}
+			}
 			if err := t.run(ctx, b.token, names, c, b.s.GetDuration/rounds, results[i]); err != nil {
 				return nil, err
+			}
+			if t.pid != 0 {
+				after, err := processCPU(t.pid)
+				if err != nil {
+					return nil, err
+				}
+				results[i].cpu += after - before
 			}
 		}
 	}
@@ -186,12 +203,44 @@ type target struct {
 	name   string
 	client *http.Client
 	url    func(name string) string
+	// pid is the serving process, whose CPU time is read around each
+	// round; 0 reads none.
+	pid int
 }
 
 type result struct {
 	mu        sync.Mutex
 	latencies []time.Duration
 	elapsed   time.Duration
+	cpu       time.Duration // the serving process's, during the rounds
+}
+
+// cpuPerRequest is the serving process's CPU time per request, in µs.
+func (r *result) cpuPerRequest() float64 {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	return float64(r.cpu.Microseconds()) / float64(len(r.latencies))
+}
+
+// processCPU is a process's user and system CPU time so far, from
+// /proc/<pid>/stat (in clock ticks of 10 ms: the rounds are long enough).
+func processCPU(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("failed to read the CPU time of process %d: %w", pid, err)
+	}
+	// The command name, in parentheses, may hold spaces: fields count after it.
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("process %d's stat is short", pid)
+	}
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("process %d's stat has no CPU times", pid)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
 
 func (r *result) rps() float64 {
