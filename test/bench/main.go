@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -227,7 +228,9 @@ func run() error {
 			// per-principal rate limit are lifted, as the floor has none.
 			"--kube-api-qps=10000", "--kube-api-burst=20000",
 			"--api-rate-limit=1000000", "--api-rate-burst=1000000",
-			"--zap-log-level=error",
+			// The access log is an Info line per request: BENCH_LOG_LEVEL=info
+			// (or debug, the deployed default) times it too.
+			"--zap-log-level=" + cmp.Or(os.Getenv("BENCH_LOG_LEVEL"), "error"),
 		},
 	})
 	if err != nil {
