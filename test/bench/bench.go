@@ -84,6 +84,20 @@ func (b *bench) getBenchmark(ctx context.Context, r *report) error {
 	if err := b.waitQuiet(ctx, 2*time.Second, 2*time.Minute); err != nil {
 		return err
 	}
+	// What the manager burns with no request at all (informers, leases,
+	// metrics) is part of its CPU per GET below; this says how much.
+	idleBefore, err := processCPU(b.stack.ManagerPID())
+	if err != nil {
+		return err
+	}
+	const idleWindow = 3 * time.Second
+	time.Sleep(idleWindow)
+	idleAfter, err := processCPU(b.stack.ManagerPID())
+	if err != nil {
+		return err
+	}
+	r.add("manager_idle_cpu_ms_per_s", round(float64((idleAfter-idleBefore).Milliseconds())/idleWindow.Seconds(), 1), "ms/s",
+		"the manager's CPU with no request, before the rounds")
 
 	facade := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxConnsPerHost: 128}, Timeout: 10 * time.Second}
 	bare := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxConnsPerHost: 128}, Timeout: 10 * time.Second}
