@@ -103,7 +103,14 @@ test-promql: control-plane ## Parse, unit-test and scrape-check the alerts and t
 .PHONY: bench
 bench: control-plane ## Print the benchmark figures (BENCH_N=2000 by default; BENCH_N=100 for a short run).
 	go build -o $(LOCALBIN)/manager ./cmd
+	go build -o $(LOCALBIN)/simcloud ./cmd/simcloud
 	go run ./test/bench
+
+.PHONY: bench-scale
+bench-scale: control-plane ## Print how cost grows: converge and floor seconds at 500 to 4,000 instances, and the manager's memory holding 1k, 10k and 50k (about 15 minutes).
+	go build -o $(LOCALBIN)/manager ./cmd
+	go build -o $(LOCALBIN)/simcloud ./cmd/simcloud
+	BENCH_SCALE=1 go run ./test/bench
 
 .PHONY: bench-reconciler
 bench-reconciler: control-plane ## Print seconds for 1000 instances created at once to reach RUNNING, beside the kube-apiserver's time for their writes.

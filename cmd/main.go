@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap/zapcore"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -112,6 +113,13 @@ func main() {
 		return
 	}
 
+	// The log (one access-log line per API request among it) goes through a
+	// buffer flushed every logFlushInterval and on exit, so a request does
+	// not wait for a write system call; a crash that skips the flush
+	// (SIGKILL, an OOM kill) loses at most that interval's lines. A Go
+	// panic's own report is written by the runtime, unbuffered.
+	logSink = &zapcore.BufferedWriteSyncer{WS: zapcore.AddSync(os.Stderr), Size: 256 << 10, FlushInterval: logFlushInterval}
+	zapOpts.DestWriter = logSink
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	setupLog := ctrl.Log.WithName("setup")
 	setupLog.Info("starting instance-operator", "version", version.Version, "commit", version.Commit, "date", version.Date)
@@ -142,41 +150,56 @@ func main() {
 	})
 	if err != nil {
 		setupLog.Error(err, "failed to create the manager")
-		os.Exit(1)
+		exit(1)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		setupLog.Error(err, "failed to add the health check")
-		os.Exit(1)
+		exit(1)
 	}
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		setupLog.Error(err, "failed to add the readiness check")
-		os.Exit(1)
+		exit(1)
 	}
 
 	if enableControllers {
 		prov, err := newProvider(mgr, providerName, simURL, simCfg, kubevirtCatalog)
 		if err != nil {
 			setupLog.Error(err, "failed to set up the provider", "provider", providerName)
-			os.Exit(1)
+			exit(1)
 		}
 		r := &controllers.InstanceReconciler{Provider: prov, Options: reconcilerOpts}
 		if err := r.SetupWithManager(mgr); err != nil {
 			setupLog.Error(err, "failed to set up the Instance controller")
-			os.Exit(1)
+			exit(1)
 		}
 	}
 	if enableAPI {
 		if _, err := api.AddToManager(mgr, apiOpts); err != nil {
 			setupLog.Error(err, "failed to set up the REST API")
-			os.Exit(1)
+			exit(1)
 		}
 	}
 
 	setupLog.Info("starting the manager")
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		setupLog.Error(err, "the manager stopped with an error")
-		os.Exit(1)
+		exit(1)
 	}
+	exit(0)
+}
+
+// logFlushInterval bounds how long a log line waits in the buffer.
+const logFlushInterval = 200 * time.Millisecond
+
+// logSink is the log's buffer; nil before the logger is set up.
+var logSink *zapcore.BufferedWriteSyncer
+
+// exit flushes the log and ends the process with code.
+func exit(code int) {
+	if logSink != nil {
+		_ = logSink.Stop()
+	}
+	os.Exit(code)
 }
 
 // newProvider builds the provider that --provider names.

@@ -79,13 +79,16 @@ func (c *encodedCache) len() int {
 
 // encodeInstance renders in as the API's JSON.
 func encodeInstance(region, project string, in *computev1alpha1.Instance) (*encodedInstance, error) {
-	var buf bytes.Buffer
-	if err := json.NewEncoder(&buf).Encode(toAPI(region, project, in)); err != nil {
+	buf := responseBuffers.Get().(*bytes.Buffer)
+	defer putResponseBuffer(buf)
+	if err := json.NewEncoder(buf).Encode(toAPI(region, project, in)); err != nil {
 		return nil, fmt.Errorf("failed to encode instance %s: %w", in.Name, err)
 	}
+	// Kept in a slice of its own size: a buffer grown by doubling would
+	// hold up to twice the bytes for as long as the entry lives.
 	return &encodedInstance{
 		resourceVersion: in.ResourceVersion, region: region, project: project,
-		body: buf.Bytes(), etag: instanceETag(in.ResourceVersion),
+		body: bytes.Clone(buf.Bytes()), etag: instanceETag(in.ResourceVersion),
 	}, nil
 }
 

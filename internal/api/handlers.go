@@ -18,7 +18,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
-	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -112,14 +111,14 @@ func (op *operation) get() error {
 	return nil
 }
 
-// list answers a page of the project's instances in id order, assembled
-// from their stored encodings.
+// list answers a page of the project's instances in id order, written as a
+// stream of their stored encodings: the page is never built whole in memory.
 func (op *operation) list() error {
 	size, after, perr := parsePage(op.r.URL.Query())
 	if perr != nil {
 		return perr
 	}
-	items, fromStore, err := op.listAfter(after)
+	items, fromStore, err := op.listAfter(after, size+1)
 	if err != nil {
 		return err
 	}
@@ -128,64 +127,71 @@ func (op *operation) list() error {
 		items = items[:size]
 		next = encodePageToken(items[size-1].Name)
 	}
+	// The ETag comes from the resourceVersions, before any body is written.
 	etag := pageETag(items, next)
 	if ifNoneMatch(op.r, etag) {
 		op.writeNotModified(etag)
 		return nil
 	}
-	buf := responseBuffers.Get().(*bytes.Buffer)
-	defer putResponseBuffer(buf)
-	buf.WriteString(`{"instances":[`)
+	// Every encoding is ready before the status is written, so an error can
+	// still be answered as one; they are the stored bytes, not a copy.
+	encs := make([]*encodedInstance, len(items))
+	length := len(`{"instances":[]}`) + 1
 	for i, in := range items {
-		e, err := op.encoded(in, fromStore)
-		if err != nil {
+		if encs[i], err = op.encoded(in, fromStore); err != nil {
 			return err
 		}
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		buf.Write(e.json())
+		length += len(encs[i].json())
 	}
-	buf.WriteByte(']')
+	length += max(0, len(encs)-1) // commas
+	if next != "" {
+		length += len(`,"nextPageToken":""`) + len(next)
+	}
+	op.writeHeader(http.StatusOK, length, etag)
+	// net/http buffers the small pieces; an encoding larger than its buffer
+	// goes straight to the connection.
+	w := op.w
+	_, _ = w.Write(listOpen)
+	for i, e := range encs {
+		if i > 0 {
+			_, _ = w.Write(listComma)
+		}
+		_, _ = w.Write(e.json())
+	}
+	_, _ = w.Write(listItemsClose)
 	if next != "" {
 		// A page token is base64url: nothing in it needs escaping.
-		buf.WriteString(`,"nextPageToken":"`)
-		buf.WriteString(next)
-		buf.WriteByte('"')
+		_, _ = io.WriteString(w, `,"nextPageToken":"`+next+`"`)
 	}
-	buf.WriteString("}\n")
-	op.writeBody(http.StatusOK, buf.Bytes(), etag)
+	_, _ = w.Write(listClose)
 	return nil
 }
 
-// listAfter returns the namespace's instances whose id sorts after after,
-// in id order.
-func (op *operation) listAfter(after string) (items []*computev1alpha1.Instance, fromStore bool, err error) {
-	if store := op.s.instanceStore; store != nil {
-		objs, err := store.ByIndex(toolscache.NamespaceIndex, op.ns)
-		if err != nil {
-			return nil, false, fmt.Errorf("failed to list instances: %w", err)
-		}
-		items = make([]*computev1alpha1.Instance, 0, len(objs))
-		for _, obj := range objs {
-			if in, ok := obj.(*computev1alpha1.Instance); ok && in.Name > after {
-				items = append(items, in)
-			}
-		}
-		fromStore = true
-	} else {
-		var list computev1alpha1.InstanceList
-		if err := op.s.kubeClient.List(op.r.Context(), &list, client.InNamespace(op.ns)); err != nil {
-			return nil, false, fmt.Errorf("failed to list instances: %w", err)
-		}
-		for i := range list.Items {
-			if list.Items[i].Name > after {
-				items = append(items, &list.Items[i])
-			}
+var (
+	listOpen       = []byte(`{"instances":[`)
+	listComma      = []byte(`,`)
+	listItemsClose = []byte(`]`)
+	listClose      = []byte("}\n")
+)
+
+// listAfter returns up to limit of the namespace's instances whose id sorts
+// after after, in id order.
+func (op *operation) listAfter(after string, limit int) (items []*computev1alpha1.Instance, fromStore bool, err error) {
+	if op.s.order != nil {
+		items, err = op.s.order.page(op.ns, after, limit)
+		return items, true, err
+	}
+	var list computev1alpha1.InstanceList
+	if err := op.s.kubeClient.List(op.r.Context(), &list, client.InNamespace(op.ns)); err != nil {
+		return nil, false, fmt.Errorf("failed to list instances: %w", err)
+	}
+	for i := range list.Items {
+		if list.Items[i].Name > after {
+			items = append(items, &list.Items[i])
 		}
 	}
 	slices.SortFunc(items, func(a, b *computev1alpha1.Instance) int { return strings.Compare(a.Name, b.Name) })
-	return items, fromStore, nil
+	return items[:min(limit, len(items))], false, nil
 }
 
 func (op *operation) create() error {
@@ -438,18 +444,23 @@ func (op *operation) writeBody(status int, body []byte, etag string) {
 		op.writeNotModified(etag)
 		return
 	}
+	op.writeHeader(status, len(body), etag)
+	_, _ = op.w.Write(body)
+}
+
+// writeHeader writes a JSON answer's status and headers for a body of length bytes.
+func (op *operation) writeHeader(status, length int, etag string) {
 	// Assigned, not Set: the keys are canonical and the constant values
 	// shared, which spares a canonicalization and an allocation each.
 	h := op.w.Header()
 	h["Content-Type"] = headerJSON
 	h["X-Content-Type-Options"] = headerNosniff
 	h["Cache-Control"] = headerNoStore
-	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	h["Content-Length"] = []string{strconv.Itoa(length)}
 	if etag != "" {
 		h["Etag"] = []string{etag}
 	}
 	op.w.WriteHeader(status)
-	_, _ = op.w.Write(body)
 }
 
 var (

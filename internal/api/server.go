@@ -48,6 +48,9 @@ type Server struct {
 	// encodings keeps the API JSON of instanceStore's objects; nil encodes
 	// every answer afresh.
 	encodings *encodedCache
+	// order keeps each namespace's instances in id order for list pages;
+	// nil sorts a list read from the cache on every request.
+	order *listOrder
 	// scopes remembers which namespace serves a project; nil looks each up.
 	scopes *scopeCache
 	authn  authenticator.Request
@@ -106,6 +109,10 @@ func AddToManager(mgr manager.Manager, opts Options) (*Server, error) {
 		s.encodings = &encodedCache{store: s.instanceStore}
 		if _, err := instances.AddEventHandler(toolscache.ResourceEventHandlerFuncs{DeleteFunc: s.encodings.forget}); err != nil {
 			return nil, fmt.Errorf("failed to watch instance deletes: %w", err)
+		}
+		s.order = newListOrder(s.instanceStore)
+		if _, err := instances.AddEventHandler(s.order.handler()); err != nil {
+			return nil, fmt.Errorf("failed to watch instances for list order: %w", err)
 		}
 	}
 	// The manager's own readiness probe reports the API's too.

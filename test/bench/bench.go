@@ -73,10 +73,31 @@ func (b *bench) getBenchmark(ctx context.Context, r *report) error {
 	if err := load.CreateInstances(ctx, b.client, ns, "list", b.s.ListInstances, b.s.Creators, nil); err != nil {
 		return err
 	}
-	// The sample instance is there too; the manager is quiet once all run.
+	// The sample instance is there too.
 	if err := b.waitRunning(ctx, ns, b.s.GetInstances+b.s.ListInstances, 5*time.Minute); err != nil {
 		return err
 	}
+	// All RUNNING is not yet quiet: the manager's events about those
+	// instances are still being sent, one POST each, for seconds after (a
+	// CPU profile of the first rounds, at one client, showed it). The reads
+	// are timed once it has stopped writing.
+	if err := b.waitQuiet(ctx, 2*time.Second, 2*time.Minute); err != nil {
+		return err
+	}
+	// What the manager burns with no request at all (informers, leases,
+	// metrics) is part of its CPU per GET below; this says how much.
+	idleBefore, err := processCPU(b.stack.ManagerPID())
+	if err != nil {
+		return err
+	}
+	const idleWindow = 3 * time.Second
+	time.Sleep(idleWindow)
+	idleAfter, err := processCPU(b.stack.ManagerPID())
+	if err != nil {
+		return err
+	}
+	r.add("manager_idle_cpu_ms_per_s", round(float64((idleAfter-idleBefore).Milliseconds())/idleWindow.Seconds(), 1), "ms/s",
+		"the manager's CPU with no request, before the rounds")
 
 	facade := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxConnsPerHost: 128}, Timeout: 10 * time.Second}
 	bare := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128, MaxConnsPerHost: 128}, Timeout: 10 * time.Second}
@@ -89,25 +110,32 @@ func (b *bench) getBenchmark(ctx context.Context, r *report) error {
 	for _, name := range names {
 		paths = append(paths, projectPath+"/"+name)
 	}
-	floorURL, stopFloor, err := b.startFloor(ctx, facade, paths)
+	floorURL, floorPID, stopFloor, err := b.startFloor(ctx, facade, paths)
 	if err != nil {
 		return err
 	}
 	defer stopFloor()
 	apiserverBase := strings.TrimSuffix(b.stack.Config.Host, "/") + "/apis/compute.k0rdent.ai/v1alpha1/namespaces/" + ns + "/instances"
 	targets := []target{
-		{"facade", facade, func(name string) string { return b.apiURL + projectPath + "/" + name }},
-		{"apiserver", apiserver, func(name string) string { return apiserverBase + "/" + name }},
-		{"bare", bare, func(name string) string { return floorURL + projectPath + "/" + name }},
+		{"facade", facade, func(name string) string { return b.apiURL + projectPath + "/" + name }, b.stack.ManagerPID()},
+		{"apiserver", apiserver, func(name string) string { return apiserverBase + "/" + name }, 0},
+		{"bare", bare, func(name string) string { return floorURL + projectPath + "/" + name }, floorPID},
 	}
 	// BENCH_CPU_PROFILE keeps the manager's CPU profile of the GET rounds
-	// at 64 clients, for go tool pprof: where the API's time goes.
+	// at BENCH_CPU_PROFILE_CLIENTS clients (64 unless set), for go tool
+	// pprof: where the API's time goes.
+	profileClients := load.EnvInt("BENCH_CPU_PROFILE_CLIENTS", 64)
 	for _, c := range []int{1, 16, 64} {
 		var profileDone chan error
-		if path := os.Getenv("BENCH_CPU_PROFILE"); path != "" && c == 64 {
+		seconds := max(1, int(b.s.GetDuration.Seconds())*len(targets))
+		if path := os.Getenv("BENCH_CPU_PROFILE"); path != "" && c == profileClients {
 			profileDone = make(chan error, 1)
-			seconds := max(1, int(b.s.GetDuration.Seconds())*len(targets))
 			go func() { profileDone <- b.saveProfile(ctx, fmt.Sprintf("profile?seconds=%d", seconds), path) }()
+		} else if path := os.Getenv("BENCH_TRACE"); path != "" && c == profileClients {
+			// The execution trace (go tool trace; -pprof=sched for the time
+			// goroutines waited to run) of the same rounds.
+			profileDone = make(chan error, 1)
+			go func() { profileDone <- b.saveProfile(ctx, fmt.Sprintf("trace?seconds=%d", seconds), path) }()
 		}
 		results, err := b.alternate(ctx, targets, names, c)
 		if profileDone != nil {
@@ -129,14 +157,17 @@ func (b *bench) getBenchmark(ctx context.Context, r *report) error {
 		r.add(fmt.Sprintf("apiserver_get_p99_ms_c%d", c), round(a.percentile(99), 3), "ms", "")
 		r.add(fmt.Sprintf("bare_get_p99_ms_c%d", c), round(floor.percentile(99), 3), "ms", "")
 		r.add(fmt.Sprintf("facade_vs_bare_p99_ratio_c%d", c), round(f.percentile(99)/floor.percentile(99), 2), "x", "")
+		r.add(fmt.Sprintf("facade_cpu_us_per_get_c%d", c), round(f.cpuPerRequest(), 1), "µs",
+			"the manager's CPU time (user and system) per GET, all its work during the rounds included")
+		r.add(fmt.Sprintf("bare_cpu_us_per_get_c%d", c), round(floor.cpuPerRequest(), 1), "µs", "the floor process's")
 	}
 
 	// A page of 500 (the largest) from each, by 4 clients at once.
 	lists := []target{
 		{"facade list", facade, func(string) string {
 			return fmt.Sprintf("%s%s?pageSize=%d", b.apiURL, projectPath, b.s.ListInstances)
-		}},
-		{"apiserver list", apiserver, func(string) string { return fmt.Sprintf("%s?limit=%d", apiserverBase, b.s.ListInstances) }},
+		}, 0},
+		{"apiserver list", apiserver, func(string) string { return fmt.Sprintf("%s?limit=%d", apiserverBase, b.s.ListInstances) }, 0},
 	}
 	results, err := b.alternate(ctx, lists, names, 4)
 	if err != nil {
@@ -160,8 +191,22 @@ func (b *bench) alternate(ctx context.Context, targets []target, names []string,
 	const rounds = 4
 	for range rounds {
 		for i, t := range targets {
+			var before time.Duration
+			if t.pid != 0 {
+				var err error
+				if before, err = processCPU(t.pid); err != nil {
+					return nil, err
+				}
+			}
 			if err := t.run(ctx, b.token, names, c, b.s.GetDuration/rounds, results[i]); err != nil {
 				return nil, err
+			}
+			if t.pid != 0 {
+				after, err := processCPU(t.pid)
+				if err != nil {
+					return nil, err
+				}
+				results[i].cpu += after - before
 			}
 		}
 	}
@@ -172,12 +217,44 @@ type target struct {
 	name   string
 	client *http.Client
 	url    func(name string) string
+	// pid is the serving process, whose CPU time is read around each
+	// round; 0 reads none.
+	pid int
 }
 
 type result struct {
 	mu        sync.Mutex
 	latencies []time.Duration
 	elapsed   time.Duration
+	cpu       time.Duration // the serving process's, during the rounds
+}
+
+// cpuPerRequest is the serving process's CPU time per request, in µs.
+func (r *result) cpuPerRequest() float64 {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	return float64(r.cpu.Microseconds()) / float64(len(r.latencies))
+}
+
+// processCPU is a process's user and system CPU time so far, from
+// /proc/<pid>/stat (in clock ticks of 10 ms: the rounds are long enough).
+func processCPU(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("failed to read the CPU time of process %d: %w", pid, err)
+	}
+	// The command name, in parentheses, may hold spaces: fields count after it.
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("process %d's stat is short", pid)
+	}
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("process %d's stat has no CPU times", pid)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
 
 func (r *result) rps() float64 {
@@ -276,6 +353,31 @@ func (b *bench) managerWrites(ctx context.Context) (float64, error) {
 	return total, sc.Err()
 }
 
+// waitQuiet waits until the manager has sent no write to kube-apiserver
+// (its own count, events included) for quiet.
+func (b *bench) waitQuiet(ctx context.Context, quiet, timeout time.Duration) error {
+	const poll = 250 * time.Millisecond
+	last, err := b.managerWrites(ctx)
+	if err != nil {
+		return err
+	}
+	since := time.Now()
+	for deadline := time.Now().Add(timeout); time.Since(since) < quiet; {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the manager kept writing to kube-apiserver for %s", timeout)
+		}
+		time.Sleep(poll)
+		n, err := b.managerWrites(ctx)
+		if err != nil {
+			return err
+		}
+		if n != last {
+			last, since = n, time.Now()
+		}
+	}
+	return nil
+}
+
 // statusWrites is kube-apiserver's own count of the writes to
 // instances/status it has served.
 func (b *bench) statusWrites(ctx context.Context) (float64, error) {
@@ -302,52 +404,74 @@ func (b *bench) statusWrites(ctx context.Context) (float64, error) {
 	return total, nil
 }
 
-// convergeBenchmark creates N instances at once and times them to RUNNING;
+// convergeBenchmark times N instances to RUNNING beside the floor (see converge).
+func (b *bench) convergeBenchmark(ctx context.Context, r *report) error {
+	c, err := b.converge(ctx, b.s.N, "bench-converge", "bench-floor")
+	if err != nil {
+		return err
+	}
+	r.add(fmt.Sprintf("converge_%d_s", b.s.N), round(c.converge.Seconds(), 2), "s", fmt.Sprintf("%d instances created at once to all RUNNING", b.s.N))
+	r.add(fmt.Sprintf("floor_%d_s", b.s.N), round(c.floor.Seconds(), 2), "s",
+		fmt.Sprintf("bare client: create + %d status writes each (as many as the manager's), %d writers", c.statusWrites, b.s.Concurrency))
+	r.add("converge_vs_floor_ratio", round(c.converge.Seconds()/c.floor.Seconds(), 2), "x", "target <= 1.5")
+	r.add("converge_manager_writes_per_instance", round(c.writesPerInstance, 2), "writes",
+		"the manager's writes to kube-apiserver per instance, events included")
+	return nil
+}
+
+// convergence is one converge run's times.
+type convergence struct {
+	converge, floor   time.Duration
+	statusWrites      int     // the floor's status writes per instance
+	writesPerInstance float64 // the manager's writes per instance
+}
+
+// converge creates n instances at once in ns and times them to RUNNING;
 // then, with the manager stopped, a bare client makes the same creates and
 // as many status writes per instance as the manager made (kube-apiserver
-// counts them) at the manager's concurrency against the same kube-apiserver:
-// the floor. Both are timed by the same watch, and both creates pass the
-// same admission policy (it stamps the finalizer). The manager's other
-// writes (a finalizer patch where the policy is missing, events) are its
-// overhead and count against it.
-func (b *bench) convergeBenchmark(ctx context.Context, r *report) error {
-	const ns, floorNS = "bench-converge", "bench-floor"
+// counts them) at the manager's concurrency against the same kube-apiserver
+// in floorNS: the floor. Both are timed by the same watch, and both creates
+// pass the same admission policy (it stamps the finalizer). The manager's
+// other writes (a finalizer patch where the policy is missing, events) are
+// its overhead and count against it. The manager is left stopped, the
+// floor's instances deleted and ns's left RUNNING.
+func (b *bench) converge(ctx context.Context, n int, ns, floorNS string) (*convergence, error) {
 	for _, name := range []string{ns, floorNS} {
 		if err := load.EnsureProjectNamespace(ctx, b.client, name); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	writesBefore, err := b.managerWrites(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	statusBefore, err := b.statusWrites(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	start := time.Now()
 	done := make(chan error, 1)
-	go func() { done <- b.waitRunning(ctx, ns, b.s.N, 15*time.Minute) }()
-	if err := load.CreateInstances(ctx, b.client, ns, "converge", b.s.N, b.s.Creators, nil); err != nil {
-		return err
+	go func() { done <- b.waitRunning(ctx, ns, n, 15*time.Minute) }()
+	if err := load.CreateInstances(ctx, b.client, ns, "converge", n, b.s.Creators, nil); err != nil {
+		return nil, err
 	}
 	if err := <-done; err != nil {
-		return err
+		return nil, err
 	}
 	converge := time.Since(start)
 	writesAfter, err := b.managerWrites(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	statusAfter, err := b.statusWrites(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	perInstance := max(1, int(math.Round((statusAfter-statusBefore)/float64(b.s.N))))
+	perInstance := max(1, int(math.Round((statusAfter-statusBefore)/float64(n))))
 
 	sample := &computev1alpha1.Instance{}
 	if err := b.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "converge-0"}, sample); err != nil {
-		return err
+		return nil, err
 	}
 	var states []computev1alpha1.Lifecycle
 	for _, h := range sample.Status.History {
@@ -360,12 +484,12 @@ func (b *bench) convergeBenchmark(ctx context.Context, r *report) error {
 	states = states[len(states)-perInstance:]
 	b.stack.StopManager()
 
-	work := make(chan *computev1alpha1.Instance, b.s.N)
+	work := make(chan *computev1alpha1.Instance, n)
 	start = time.Now()
 	// The floor is timed as the manager is: by the same watch, until it
 	// shows every instance RUNNING.
 	floorDone := make(chan error, 1)
-	go func() { floorDone <- b.waitRunning(ctx, floorNS, b.s.N, 15*time.Minute) }()
+	go func() { floorDone <- b.waitRunning(ctx, floorNS, n, 15*time.Minute) }()
 	var writers sync.WaitGroup
 	writeErr := make(chan error, b.s.Concurrency)
 	for range b.s.Concurrency {
@@ -385,87 +509,106 @@ func (b *bench) convergeBenchmark(ctx context.Context, r *report) error {
 			}
 		}()
 	}
-	err = load.CreateInstances(ctx, b.client, floorNS, "floor", b.s.N, b.s.Creators, func(inst *computev1alpha1.Instance) { work <- inst })
+	err = load.CreateInstances(ctx, b.client, floorNS, "floor", n, b.s.Creators, func(inst *computev1alpha1.Instance) { work <- inst })
 	close(work)
 	writers.Wait()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	select {
 	case err := <-writeErr:
-		return err
+		return nil, err
 	default:
 	}
 	if err := <-floorDone; err != nil {
-		return fmt.Errorf("floor: %w", err)
+		return nil, fmt.Errorf("floor: %w", err)
 	}
 	floor := time.Since(start)
 	if err := load.ForceDeleteAll(ctx, b.client, floorNS, b.s.Concurrency); err != nil {
+		return nil, err
+	}
+	return &convergence{converge: converge, floor: floor, statusWrites: len(states),
+		writesPerInstance: (writesAfter - writesBefore) / float64(n)}, nil
+}
+
+// memoryBenchmark reads the manager's resident memory holding MemN instances
+// (see hold).
+func (b *bench) memoryBenchmark(ctx context.Context, r *report) error {
+	h, err := b.hold(ctx, "bench-memory", "memory", b.s.MemN)
+	if err != nil {
 		return err
 	}
-
-	r.add(fmt.Sprintf("converge_%d_s", b.s.N), round(converge.Seconds(), 2), "s", fmt.Sprintf("%d instances created at once to all RUNNING", b.s.N))
-	r.add(fmt.Sprintf("floor_%d_s", b.s.N), round(floor.Seconds(), 2), "s",
-		fmt.Sprintf("bare client: create + %d status writes each (as many as the manager's), %d writers", len(states), b.s.Concurrency))
-	r.add("converge_vs_floor_ratio", round(converge.Seconds()/floor.Seconds(), 2), "x", "target <= 1.5")
-	r.add("converge_manager_writes_per_instance", round((writesAfter-writesBefore)/float64(b.s.N), 2), "writes",
-		"the manager's writes to kube-apiserver per instance, events included")
+	r.add(fmt.Sprintf("manager_rss_mib_%s", kilo(b.s.MemN)), round(h.peakMiB, 1), "MiB",
+		fmt.Sprintf("peak resident memory holding %d instances (target <= 150 at 10k)", h.instances))
+	r.add(fmt.Sprintf("manager_rss_now_mib_%s", kilo(b.s.MemN)), round(h.nowMiB, 1), "MiB", "resident memory at rest afterwards")
+	r.add(fmt.Sprintf("api_encodings_mib_%s", kilo(b.s.MemN)), round(h.encodingsMiB, 1), "MiB",
+		fmt.Sprintf("live heap the API's stored encodings add, %d instances read through it", h.listed))
 	return nil
 }
 
-// memoryBenchmark fills the cluster to MemN instances with the manager
-// stopped, starts a fresh manager (controllers and API on), waits until it has
-// brought every instance to RUNNING and reads its peak resident memory.
-func (b *bench) memoryBenchmark(ctx context.Context, r *report) error {
-	const ns = "bench-memory"
+// holding is what a manager holding some instances costs.
+type holding struct {
+	instances, listed             int
+	peakMiB, nowMiB, encodingsMiB float64
+}
+
+// hold fills the cluster to total instances (the new ones in ns, named
+// prefix-i) with the manager stopped, created straight to kube-apiserver;
+// then it starts a fresh manager (controllers and API on), waits until its
+// controllers have brought every instance of ns to RUNNING, reads every
+// instance of ns through the API once (so the stored encodings count), and
+// reads the manager's peak resident memory.
+func (b *bench) hold(ctx context.Context, ns, prefix string, total int) (*holding, error) {
 	b.stack.StopManager() // the instances are made with no manager; a fresh one then takes them all
 	if err := load.EnsureProjectNamespace(ctx, b.client, ns); err != nil {
-		return err
+		return nil, err
 	}
-	list := &computev1alpha1.InstanceList{}
+	list := &metav1.PartialObjectMetadataList{}
+	list.SetGroupVersionKind(computev1alpha1.GroupVersion.WithKind("InstanceList"))
 	if err := b.client.List(ctx, list); err != nil {
-		return err
+		return nil, err
 	}
-	extra := max(0, b.s.MemN-len(list.Items))
-	if err := load.CreateInstances(ctx, b.client, ns, "memory", extra, b.s.Creators, nil); err != nil {
-		return err
+	inNS := 0
+	for i := range list.Items {
+		if list.Items[i].Namespace == ns {
+			inNS++
+		}
+	}
+	extra := max(0, total-len(list.Items))
+	if err := load.CreateInstances(ctx, b.client, ns, prefix, extra, b.s.Creators, nil); err != nil {
+		return nil, err
 	}
 	if err := b.stack.StartManager(ctx); err != nil {
-		return err
+		return nil, err
 	}
-	if err := b.waitRunning(ctx, ns, extra, 20*time.Minute); err != nil {
-		return err
+	if err := b.waitRunning(ctx, ns, inNS+extra, 60*time.Minute); err != nil {
+		return nil, err
 	}
 	// Every instance read through the API once, so the peak includes the
 	// API's stored encodings, whose size the heap tells before and after.
 	heapBefore, err := b.liveHeap(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	listed, err := b.listAll(ctx, ns)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	heapAfter, err := b.liveHeap(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	hwm, rss, err := load.Memory(b.stack.ManagerPID())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if path := os.Getenv("BENCH_HEAP_PROFILE"); path != "" {
 		if err := b.saveHeapProfile(ctx, path); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	total := len(list.Items) + extra
-	r.add(fmt.Sprintf("manager_rss_mib_%s", kilo(b.s.MemN)), round(hwm, 1), "MiB",
-		fmt.Sprintf("peak resident memory holding %d instances (target <= 150 at 10k)", total))
-	r.add(fmt.Sprintf("manager_rss_now_mib_%s", kilo(b.s.MemN)), round(rss, 1), "MiB", "resident memory at rest afterwards")
-	r.add(fmt.Sprintf("api_encodings_mib_%s", kilo(b.s.MemN)), round((heapAfter-heapBefore)/(1<<20), 1), "MiB",
-		fmt.Sprintf("live heap the API's stored encodings add, %d instances read through it", listed))
-	return nil
+	return &holding{instances: len(list.Items) + extra, listed: listed, peakMiB: hwm, nowMiB: rss,
+		encodingsMiB: (heapAfter - heapBefore) / (1 << 20)}, nil
 }
 
 // listAll reads every instance of the namespace (its project's) through

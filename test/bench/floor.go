@@ -33,48 +33,48 @@ type floorAnswer struct {
 
 // startFloor records the API's answers to GETs of paths and starts the
 // floor serving them; it returns the floor's base URL and a stop function.
-func (b *bench) startFloor(ctx context.Context, client *http.Client, paths []string) (string, func(), error) {
+func (b *bench) startFloor(ctx context.Context, client *http.Client, paths []string) (string, int, func(), error) {
 	answers := map[string]floorAnswer{}
 	for _, path := range paths {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.apiURL+path, nil)
 		req.Header.Set("Authorization", "Bearer "+b.token)
 		resp, err := client.Do(req)
 		if err != nil {
-			return "", nil, fmt.Errorf("failed to record the API's answer for the floor: %w", err)
+			return "", 0, nil, fmt.Errorf("failed to record the API's answer for the floor: %w", err)
 		}
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return "", nil, fmt.Errorf("failed to record the API's answer for the floor: status %d", resp.StatusCode)
+			return "", 0, nil, fmt.Errorf("failed to record the API's answer for the floor: status %d", resp.StatusCode)
 		}
 		if err != nil {
-			return "", nil, fmt.Errorf("failed to record the API's answer for the floor: %w", err)
+			return "", 0, nil, fmt.Errorf("failed to record the API's answer for the floor: %w", err)
 		}
 		resp.Header.Del("Date") // net/http writes its own
 		answers[path] = floorAnswer{Header: resp.Header, Body: body}
 	}
 	data, err := json.Marshal(answers)
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	file := filepath.Join(b.work, "floor.json")
 	if err := os.WriteFile(file, data, 0o600); err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	port, err := load.FreePort()
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	self, err := os.Executable()
 	if err != nil {
-		return "", nil, err
+		return "", 0, nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	cmd := exec.Command(self)
 	cmd.Env = append(os.Environ(), floorDataEnv+"="+file, floorAddrEnv+"="+addr)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("failed to start the floor server: %w", err)
+		return "", 0, nil, fmt.Errorf("failed to start the floor server: %w", err)
 	}
 	stop := func() {
 		_ = cmd.Process.Kill()
@@ -86,12 +86,12 @@ func (b *bench) startFloor(ctx context.Context, client *http.Client, paths []str
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return url, stop, nil
+				return url, cmd.Process.Pid, stop, nil
 			}
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return "", nil, fmt.Errorf("the floor server never answered: %w", err)
+			return "", 0, nil, fmt.Errorf("the floor server never answered: %w", err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

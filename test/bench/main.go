@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -154,6 +156,7 @@ func main() {
 func run() error {
 	devstack.SetProgramLogger()
 	n := load.EnvInt("BENCH_N", 2000)
+	scale := os.Getenv("BENCH_SCALE") != ""
 	s := settings{
 		N:             n,
 		MemN:          load.EnvInt("BENCH_MEM_N", 5*n),
@@ -164,9 +167,28 @@ func run() error {
 		ListInstances: 500,
 		Short:         os.Getenv("BENCH_SHORT") != "",
 	}
+	var sc scaleSettings
+	if scale {
+		var err error
+		if sc, err = readScaleSettings(); err != nil {
+			return err
+		}
+		// The simulated cloud must have room for the largest holding.
+		s.MemN = slices.Max(sc.Holds)
+	}
 	root, assets, manager, err := load.Locate("BENCH_MANAGER")
 	if err != nil {
 		return err
+	}
+	// The manager reaches the simulated cloud as deployed (config/simcloud,
+	// the chart): a service of its own over HTTP, so the manager's memory
+	// and CPU are its own, not a fake cloud's.
+	simcloud := os.Getenv("BENCH_SIMCLOUD")
+	if simcloud == "" {
+		simcloud = filepath.Join(filepath.Dir(manager), "simcloud")
+	}
+	if _, err := os.Stat(simcloud); err != nil {
+		return fmt.Errorf("no simulated cloud service at %s (go build -o %s ./cmd/simcloud): %w", simcloud, simcloud, err)
 	}
 	work, err := os.MkdirTemp("", "instance-operator-bench-")
 	if err != nil {
@@ -190,7 +212,7 @@ func run() error {
 		s.N, s.MemN, s.Concurrency, s.Creators, s.GetDuration)
 	stack, err := devstack.Start(ctx, devstack.Options{
 		Root: root, AssetsDir: assets, DataDir: filepath.Join(work, "dev"),
-		ManagerPath: manager, APIAddress: fmt.Sprintf("127.0.0.1:%d", apiPort),
+		ManagerPath: manager, SimcloudPath: simcloud, APIAddress: fmt.Sprintf("127.0.0.1:%d", apiPort),
 		Log: load.PrefixWriter{Prefix: "stack | "},
 		ManagerArgs: []string{
 			fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort),
@@ -206,7 +228,9 @@ func run() error {
 			// per-principal rate limit are lifted, as the floor has none.
 			"--kube-api-qps=10000", "--kube-api-burst=20000",
 			"--api-rate-limit=1000000", "--api-rate-burst=1000000",
-			"--zap-log-level=error",
+			// The access log is an Info line per request: BENCH_LOG_LEVEL=info
+			// (or debug, the deployed default) times it too.
+			"--zap-log-level=" + cmp.Or(os.Getenv("BENCH_LOG_LEVEL"), "error"),
 		},
 	})
 	if err != nil {
@@ -224,6 +248,9 @@ func run() error {
 	}
 
 	var r report
+	if scale {
+		return b.scale(ctx, sc, &r)
+	}
 	steps := []struct {
 		name string
 		run  func(context.Context, *report) error
