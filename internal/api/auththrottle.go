@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -160,14 +161,49 @@ func (g *authGuard) known(rejected bool, key [sha256.Size]byte, now time.Time) b
 	return ok && now.Before(exp)
 }
 
+// errInvalidToken is the one answer to a token that does not authenticate;
+// nothing may change it, since every such refusal shares it.
+var errInvalidToken = newError(http.StatusUnauthorized, ReasonUnauthenticated, "the bearer token is invalid or expired", nil)
+
+// authenticatedOnConnection is the answer for a request whose only
+// credential is the bearer token this kept-alive connection authenticated
+// last, while that answer is fresh. The guard's checks (the size cap, the
+// rejected-token cache, the address's budget) passed for that token then,
+// and making them again for each request (hashing the token, three locks,
+// two copies of the request) was most of authentication's cost at one
+// client. A revoked token still passes here until the answer's expiry, as
+// it does through the token cache (--api-authn-cache-ttl).
+func authenticatedOnConnection(r *http.Request, now time.Time) (*authenticator.Response, bool) {
+	memo, _ := r.Context().Value(connectionTokenKey{}).(*atomic.Pointer[connectionToken])
+	if memo == nil {
+		return nil, false
+	}
+	m := memo.Load()
+	if m == nil || !m.ok || m.err != nil || m.resp == nil || !now.Before(m.expires) {
+		return nil, false
+	}
+	if _, ok := r.Header["Sec-Websocket-Protocol"]; ok {
+		return nil, false
+	}
+	auth := r.Header["Authorization"]
+	const scheme = "Bearer "
+	if len(auth) != 1 || len(auth[0]) != len(scheme)+len(m.token) || auth[0][:len(scheme)] != scheme || auth[0][len(scheme):] != m.token {
+		return nil, false
+	}
+	return m.resp, true
+}
+
 // authenticateGuarded authenticates the request, or answers it (401, or 429
 // for a throttled address) and returns false. Only requests that pass the
 // size cap, the rejected-token cache and the address's failure budget reach
 // the authenticators.
 func (s *Server) authenticateGuarded(w http.ResponseWriter, r *http.Request) (*authenticator.Response, bool) {
+	now := time.Now()
+	if resp, ok := authenticatedOnConnection(r, now); ok {
+		return resp, true
+	}
 	key, size, present := credentialsOf(r)
 	addr := remoteHost(r)
-	now := time.Now()
 	g := s.guard
 	deny := func(aerr *apiError) (*authenticator.Response, bool) {
 		if retry, limited := s.rate.limit("ip:" + addr); limited {
@@ -180,7 +216,7 @@ func (s *Server) authenticateGuarded(w http.ResponseWriter, r *http.Request) (*a
 	if !present || r.Header.Get("Authorization") == "" {
 		return deny(newError(http.StatusUnauthorized, ReasonUnauthenticated, "the request has no bearer token: send Authorization: Bearer <token>", nil))
 	}
-	invalid := newError(http.StatusUnauthorized, ReasonUnauthenticated, "the bearer token is invalid or expired", nil)
+	invalid := errInvalidToken
 	if g == nil {
 		if size > maxTokenBytes {
 			return deny(invalid)
