@@ -93,12 +93,34 @@ type connectionToken struct {
 	tokenAnswer
 }
 
-type connectionTokenKey struct{}
+// connectionDecision is a connection's last authorization question about
+// resources and its answer, until the shared answer's expiry: a client asks
+// the same question of each request on a kept-alive connection, and the
+// shared cache's lookup (boxing and hashing the question, the LRU's lock and
+// list) was most of a cached GET's authorization.
+type connectionDecision struct {
+	key sameUserKey
+	decision
+}
 
-// withConnectionToken gives a connection's context its token memo (the
+// connectionMemo is what a connection remembers of its last request.
+type connectionMemo struct {
+	token    atomic.Pointer[connectionToken]
+	decision atomic.Pointer[connectionDecision]
+}
+
+type connectionMemoKey struct{}
+
+// withConnectionMemo gives a connection's context its memo (the
 // http.Server's ConnContext).
-func withConnectionToken(ctx context.Context, _ net.Conn) context.Context {
-	return context.WithValue(ctx, connectionTokenKey{}, new(atomic.Pointer[connectionToken]))
+func withConnectionMemo(ctx context.Context, _ net.Conn) context.Context {
+	return context.WithValue(ctx, connectionMemoKey{}, new(connectionMemo))
+}
+
+// memoOf is the connection's memo, or nil for a request without one.
+func memoOf(ctx context.Context) *connectionMemo {
+	m, _ := ctx.Value(connectionMemoKey{}).(*connectionMemo)
+	return m
 }
 
 func newTokenCache(inner authenticator.Token, ttl time.Duration) *tokenCache {
@@ -110,8 +132,9 @@ func (c *tokenCache) AuthenticateToken(ctx context.Context, token string) (*auth
 		return c.Token.AuthenticateToken(ctx, token)
 	}
 	now := time.Now()
-	memo, _ := ctx.Value(connectionTokenKey{}).(*atomic.Pointer[connectionToken])
-	if memo != nil {
+	var memo *atomic.Pointer[connectionToken]
+	if cm := memoOf(ctx); cm != nil {
+		memo = &cm.token
 		if m := memo.Load(); m != nil && m.token == token && now.Before(m.expires) {
 			return m.resp, m.ok, m.err
 		}
@@ -222,6 +245,7 @@ type decisionCache struct {
 type decision struct {
 	decision authorizer.Decision
 	reason   string
+	expires  time.Time
 }
 
 func newDecisionCache(a authorizer.Authorizer, allowTTL, denyTTL time.Duration) *decisionCache {
@@ -229,16 +253,29 @@ func newDecisionCache(a authorizer.Authorizer, allowTTL, denyTTL time.Duration) 
 }
 
 func (c *decisionCache) Authorize(ctx context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
+	now := time.Now()
 	var key any
+	var memo *atomic.Pointer[connectionDecision]
+	var userKey sameUserKey
 	if u, ok := a.GetUser().(*user.DefaultInfo); ok && a.IsResourceRequest() && a.GetPath() == "" {
 		// The token cache hands out one user.Info per token and TTL: its
 		// address stands for all of its fields.
-		key = sameUserKey{u, a.GetVerb(), a.GetNamespace(), a.GetAPIGroup(), a.GetAPIVersion(), a.GetResource(), a.GetSubresource(), a.GetName()}
+		userKey = sameUserKey{u, a.GetVerb(), a.GetNamespace(), a.GetAPIGroup(), a.GetAPIVersion(), a.GetResource(), a.GetSubresource(), a.GetName()}
+		if cm := memoOf(ctx); cm != nil {
+			memo = &cm.decision
+			if m := memo.Load(); m != nil && m.key == userKey && now.Before(m.expires) {
+				return m.decision.decision, m.reason, nil
+			}
+		}
+		key = userKey
 	} else {
 		key = decisionKey(a)
 	}
 	if v, ok := c.answers.Get(key); ok {
 		d := v.(decision)
+		if memo != nil {
+			memo.Store(&connectionDecision{key: userKey, decision: d})
+		}
 		return d.decision, d.reason, nil
 	}
 	d, reason, err := c.Authorizer.Authorize(ctx, a)
@@ -250,7 +287,11 @@ func (c *decisionCache) Authorize(ctx context.Context, a authorizer.Attributes) 
 		ttl = c.allowTTL
 	}
 	if ttl > 0 {
-		c.answers.Add(key, decision{d, reason}, ttl)
+		answer := decision{d, reason, now.Add(ttl)}
+		c.answers.Add(key, answer, ttl)
+		if memo != nil {
+			memo.Store(&connectionDecision{key: userKey, decision: answer})
+		}
 	}
 	return d, reason, nil
 }

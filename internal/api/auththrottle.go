@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -174,11 +173,11 @@ var errInvalidToken = newError(http.StatusUnauthorized, ReasonUnauthenticated, "
 // client. A revoked token still passes here until the answer's expiry, as
 // it does through the token cache (--api-authn-cache-ttl).
 func authenticatedOnConnection(r *http.Request, now time.Time) (*authenticator.Response, bool) {
-	memo, _ := r.Context().Value(connectionTokenKey{}).(*atomic.Pointer[connectionToken])
-	if memo == nil {
+	cm := memoOf(r.Context())
+	if cm == nil {
 		return nil, false
 	}
-	m := memo.Load()
+	m := cm.token.Load()
 	if m == nil || !m.ok || m.err != nil || m.resp == nil || !now.Before(m.expires) {
 		return nil, false
 	}

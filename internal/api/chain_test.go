@@ -76,8 +76,8 @@ func (c *countingTokens) AuthenticateToken(_ context.Context, token string) (*au
 func TestTokenCache(t *testing.T) {
 	inner := &countingTokens{}
 	c := newTokenCache(inner, 200*time.Millisecond)
-	conn1 := withConnectionToken(context.Background(), nil)
-	conn2 := withConnectionToken(context.Background(), nil)
+	conn1 := withConnectionMemo(context.Background(), nil)
+	conn2 := withConnectionMemo(context.Background(), nil)
 	for _, ctx := range []context.Context{conn1, conn1, conn2, context.Background()} {
 		resp, ok, err := c.AuthenticateToken(ctx, "good-alice")
 		if !ok || err != nil || resp.User.GetName() != "good-alice" || !slices.Contains(resp.User.GetGroups(), user.AllAuthenticated) {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
 )
 
 // TestKeptAliveConnectionSkipsOnlyTheRepeatedToken: on one kept-alive
@@ -27,7 +30,7 @@ func TestKeptAliveConnectionSkipsOnlyTheRepeatedToken(t *testing.T) {
 	}
 	s.ready.Store(true)
 	ts := httptest.NewUnstartedServer(s.Handler())
-	ts.Config.ConnContext = withConnectionToken
+	ts.Config.ConnContext = withConnectionMemo
 	ts.Config.ConnState = func(_ net.Conn, state http.ConnState) {
 		if state == http.StateNew {
 			conns.Add(1)
@@ -89,4 +92,63 @@ func countingAuthenticator(calls *atomic.Int64) authenticator.Request {
 		calls.Add(1)
 		return srv.authn.AuthenticateRequest(r)
 	})
+}
+
+// countingAuthorizer allows everything and counts the questions (of
+// Authorize; the decision cache asks nothing else).
+type countingAuthorizer struct {
+	authorizer.Authorizer
+	asked atomic.Int32
+}
+
+func (c *countingAuthorizer) Authorize(context.Context, authorizer.Attributes) (authorizer.Decision, string, error) {
+	c.asked.Add(1)
+	return authorizer.DecisionAllow, "", nil
+}
+
+// TestDecisionCacheConnectionMemo: a connection answers its last question
+// from memory, even once the shared cache has dropped it, but never another
+// question, another user's, another connection's, nor past the answer's TTL.
+func TestDecisionCacheConnectionMemo(t *testing.T) {
+	inner := &countingAuthorizer{}
+	c := newDecisionCache(inner, 200*time.Millisecond, 0)
+	alice := &user.DefaultInfo{Name: "alice"}
+	question := func(u user.Info, verb string) authorizer.Attributes {
+		return authorizer.AttributesRecord{User: u, Verb: verb, Namespace: "a", APIGroup: "compute.k0rdent.ai", APIVersion: "v1alpha1",
+			Resource: "instances", ResourceRequest: true}
+	}
+	conn1 := withConnectionMemo(context.Background(), nil)
+	conn2 := withConnectionMemo(context.Background(), nil)
+	forget := func() { c.answers.RemoveAll(func(any) bool { return true }) }
+	steps := []struct {
+		name  string
+		ctx   context.Context
+		attrs authorizer.Attributes
+		asked bool
+	}{
+		{"first question", conn1, question(alice, "get"), true},
+		{"the same question on the connection", conn1, question(alice, "get"), false},
+		{"the same question on another connection", conn2, question(alice, "get"), true},
+		{"another verb on the connection", conn1, question(alice, "list"), true},
+		{"the first question after another", conn1, question(alice, "get"), true},
+		{"another user of the same name", conn1, question(&user.DefaultInfo{Name: "alice"}, "get"), true},
+	}
+	for _, step := range steps {
+		forget() // only the connection's memo may answer without asking
+		before := inner.asked.Load()
+		if d, _, err := c.Authorize(step.ctx, step.attrs); d != authorizer.DecisionAllow || err != nil {
+			t.Fatalf("%s: %v %v", step.name, d, err)
+		}
+		if asked := inner.asked.Load() > before; asked != step.asked {
+			t.Errorf("%s: asked %v, want %v", step.name, asked, step.asked)
+		}
+	}
+	if _, _, err := c.Authorize(conn1, question(alice, "get")); err != nil {
+		t.Fatal(err)
+	}
+	before := inner.asked.Load()
+	time.Sleep(250 * time.Millisecond)
+	if _, _, err := c.Authorize(conn1, question(alice, "get")); err != nil || inner.asked.Load() == before {
+		t.Errorf("the connection's answer outlived its TTL (err %v)", err)
+	}
 }

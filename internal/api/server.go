@@ -164,7 +164,7 @@ func (s *Server) Start(ctx context.Context) error {
 		IdleTimeout:       s.opts.IdleTimeout,
 		MaxHeaderBytes:    1 << 20,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
-		ConnContext:       withConnectionToken,
+		ConnContext:       withConnectionMemo,
 	}
 	if !s.opts.EnableHTTP2 {
 		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
