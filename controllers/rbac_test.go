@@ -6,11 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 	"github.com/k0rdent-ai/instance-operator/controllers"
@@ -24,37 +20,11 @@ import (
 func TestManagerRoleIsEnough(t *testing.T) {
 	ctx := context.Background()
 	const user = "manager-role-test"
-	role := &rbacv1.ClusterRole{}
-	for _, u := range env.Kustomize(t, "rbac") {
-		if u.GetKind() == "ClusterRole" && u.GetName() == "manager-role" {
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, role); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if len(role.Rules) == 0 {
-		t.Fatal("config/rbac renders no ClusterRole manager-role with rules")
-	}
-	role.Name = "rbac-test-manager-role"
-	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
-	}
-	for _, obj := range []client.Object{role, binding} {
-		if err := env.Client.Create(ctx, obj); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), obj) })
-	}
-	authn, err := env.Environment.ControlPlane.AddUser(envtest.User{Name: user}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	config := env.UserBoundTo(t, user, env.Kustomize(t, "rbac"), "manager-role")
 
 	h := newHarness(t, func(c *simulated.Config, _ *controllers.Options) { c.Latencies = simulated.Latencies{} })
 	h.stop()
-	h.config = authn.Config()
+	h.config = config
 	h.start()
 
 	h.create(h.newInstance("rbac"))

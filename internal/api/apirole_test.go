@@ -8,12 +8,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
 
@@ -29,35 +25,9 @@ import (
 func TestAPIRoleIsEnough(t *testing.T) {
 	ctx := context.Background()
 	const user = "api-role-test"
-	role := &rbacv1.ClusterRole{}
-	for _, u := range env.Kustomize(t, "restapi") {
-		if u.GetKind() == "ClusterRole" && u.GetName() == "api-role" {
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, role); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if len(role.Rules) == 0 {
-		t.Fatal("config/restapi renders no ClusterRole api-role with rules")
-	}
-	role.Name = "test:" + user
-	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
-	}
-	for _, obj := range []client.Object{role, binding} {
-		if err := env.Client.Create(ctx, obj); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = env.Client.Delete(context.Background(), obj) })
-	}
-	authn, err := env.Environment.ControlPlane.AddUser(envtest.User{Name: user}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	config := env.UserBoundTo(t, user, env.Kustomize(t, "restapi"), "api-role")
 	// kube-apiserver's RBAC learns of the binding through an informer.
-	userClient, err := client.New(authn.Config(), client.Options{Scheme: env.Scheme})
+	userClient, err := client.New(config, client.Options{Scheme: env.Scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +35,7 @@ func TestAPIRoleIsEnough(t *testing.T) {
 		return userClient.List(ctx, &corev1.NamespaceList{}, client.Limit(1)) == nil
 	})
 
-	mgr, err := ctrl.NewManager(authn.Config(), ctrl.Options{
+	mgr, err := ctrl.NewManager(config, ctrl.Options{
 		Scheme:                 env.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",

@@ -19,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 	"github.com/k0rdent-ai/instance-operator/internal/provider"
@@ -95,32 +94,8 @@ func TestRBACIsEnough(t *testing.T) {
 	objs := env.Kustomize(t, "kubevirt")
 	const user = "system:serviceaccount:instance-operator-system:instance-operator-controller-manager"
 	secretPolicyEnforced(t, objs, user)
-	for _, name := range []string{"instance-operator-manager-role", "instance-operator-kubevirt-provider-role"} {
-		role := &rbacv1.ClusterRole{}
-		find(t, objs, "ClusterRole", name, role)
-		role.Name = "rbac-test-" + name
-		role.ResourceVersion = ""
-		if err := k8sClient.Create(ctx, role); err != nil {
-			t.Fatal(err)
-		}
-		binding := &rbacv1.ClusterRoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: role.Name},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: user}},
-		}
-		if err := k8sClient.Create(ctx, binding); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = k8sClient.Delete(context.Background(), binding)
-			_ = k8sClient.Delete(context.Background(), role)
-		})
-	}
-	authn, err := env.Environment.ControlPlane.AddUser(envtest.User{Name: user}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	userClient, err := client.New(authn.Config(), client.Options{Scheme: testScheme})
+	config := env.UserBoundTo(t, user, objs, "instance-operator-manager-role", "instance-operator-kubevirt-provider-role")
+	userClient, err := client.New(config, client.Options{Scheme: testScheme})
 	if err != nil {
 		t.Fatal(err)
 	}
