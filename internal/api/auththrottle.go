@@ -171,7 +171,7 @@ var errInvalidToken = newError(http.StatusUnauthorized, ReasonUnauthenticated, "
 // and making them again for each request (hashing the token, three locks,
 // two copies of the request) was most of authentication's cost at one
 // client. A revoked token still passes here until the answer's expiry, as
-// it does through the token cache (--api-authn-cache-ttl).
+// it does through the token cache (--api-authentication-cache-ttl).
 func authenticatedOnConnection(r *http.Request, now time.Time) (*authenticator.Response, bool) {
 	cm := memoOf(r.Context())
 	if cm == nil {
