@@ -37,9 +37,8 @@ const maxTokenCacheEntries = 10000
 // review per authentication cache TTL). A token that failed is refused from
 // memory, by its hash, for the authentication cache TTL.
 type authGuard struct {
-	perSecond rate.Limit
-	burst     int
-	ttl       time.Duration
+	failures *rateLimiter // by client address
+	ttl      time.Duration
 
 	// firstReviews coalesces concurrent first reviews of one token, so
 	// that the clients sharing a token (and often an address) on a replica
@@ -48,7 +47,6 @@ type authGuard struct {
 	firstReviews singleflight.Group
 
 	mu       sync.Mutex
-	failures map[string]*principalLimiter // by client address
 	rejected map[[sha256.Size]byte]time.Time
 	accepted map[[sha256.Size]byte]time.Time
 }
@@ -58,8 +56,7 @@ func newAuthGuard(perSecond float64, burst int, ttl time.Duration) *authGuard {
 		return nil
 	}
 	return &authGuard{
-		perSecond: rate.Limit(perSecond), burst: burst, ttl: ttl,
-		failures: map[string]*principalLimiter{},
+		failures: newRateLimiter(perSecond, burst), ttl: ttl,
 		rejected: map[[sha256.Size]byte]time.Time{},
 		accepted: map[[sha256.Size]byte]time.Time{},
 	}
@@ -82,41 +79,12 @@ func credentialsOf(r *http.Request) (key [sha256.Size]byte, size int, present bo
 	return key, size, present
 }
 
-// limiterFor returns addr's bucket of failures; the caller holds mu.
-func (g *authGuard) limiterFor(addr string, now time.Time) *rate.Limiter {
-	pl, ok := g.failures[addr]
-	if !ok {
-		if len(g.failures) >= maxLimiters {
-			full := time.Duration(float64(g.burst) / float64(g.perSecond) * float64(time.Second))
-			for k, v := range g.failures {
-				if now.Sub(v.lastSeen) > full {
-					delete(g.failures, k)
-				}
-			}
-			if len(g.failures) >= maxLimiters {
-				g.failures = map[string]*principalLimiter{}
-			}
-		}
-		pl = &principalLimiter{limiter: rate.NewLimiter(g.perSecond, g.burst)}
-		g.failures[addr] = pl
-	}
-	pl.lastSeen = now
-	return pl.limiter
-}
-
 // admit takes a failure from addr's bucket before its token is reviewed, so
 // that concurrent requests cannot all pass an empty bucket; the caller gives
 // it back when the token authenticates. ok is false, with the wait, when the
 // bucket is empty.
 func (g *authGuard) admit(addr string, now time.Time) (*rate.Reservation, time.Duration, bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	r := g.limiterFor(addr, now).ReserveN(now, 1)
-	if delay := r.DelayFrom(now); delay > 0 {
-		r.CancelAt(now)
-		return nil, delay, false
-	}
-	return r, 0, true
+	return g.failures.reserve(addr, now)
 }
 
 // rejectedToken remembers credentials that were definitely refused.

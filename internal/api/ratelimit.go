@@ -40,10 +40,17 @@ func (l *rateLimiter) limit(key string) (retryAfter time.Duration, limited bool)
 	if l == nil {
 		return 0, false
 	}
-	now := time.Now()
+	_, retryAfter, ok := l.reserve(key, time.Now())
+	return retryAfter, !ok
+}
+
+// reserve takes a token from key's bucket and returns it as a reservation
+// the caller may give back (CancelAt); when the bucket is empty ok is false,
+// with how long to wait, and nothing is taken.
+func (l *rateLimiter) reserve(key string, now time.Time) (r *rate.Reservation, retryAfter time.Duration, ok bool) {
 	l.mu.Lock()
-	pl, ok := l.limiters[key]
-	if !ok {
+	pl, found := l.limiters[key]
+	if !found {
 		if len(l.limiters) >= maxLimiters {
 			l.evictIdle(now)
 		}
@@ -53,12 +60,12 @@ func (l *rateLimiter) limit(key string) (retryAfter time.Duration, limited bool)
 	pl.lastSeen = now
 	l.mu.Unlock()
 
-	r := pl.limiter.ReserveN(now, 1)
+	r = pl.limiter.ReserveN(now, 1)
 	if delay := r.DelayFrom(now); delay > 0 {
 		r.CancelAt(now)
-		return delay, true
+		return nil, delay, false
 	}
-	return 0, false
+	return r, 0, true
 }
 
 // evictIdle drops limiters whose bucket has refilled; the caller holds mu.
