@@ -243,13 +243,16 @@ func TestReconcilerStopAndStart(t *testing.T) {
 	inTransit(t, k, computev1alpha1.LifecycleStopping, computev1alpha1.ReasonStopping)
 	double.HoldShutdown(false)
 	settled(t, k, computev1alpha1.LifecycleTerminated, computev1alpha1.ReasonStopped)
-	vm := &kubevirtv1.VirtualMachine{}
-	if err := k8sClient.Get(context.Background(), k, vm); err != nil {
-		t.Fatal(err)
-	}
-	if *vm.Spec.RunStrategy != kubevirtv1.RunStrategyHalted || vm.Status.PrintableStatus != kubevirtv1.VirtualMachineStatusStopped {
-		t.Errorf("VM runStrategy %s, printableStatus %s", *vm.Spec.RunStrategy, vm.Status.PrintableStatus)
-	}
+	// The instance is TERMINATED once its VMI is gone; the VM's printable
+	// status follows at KubeVirt's next sync of the VM, so it is waited for.
+	eventually(t, "the VM halted and Stopped", func() (bool, string) {
+		vm := &kubevirtv1.VirtualMachine{}
+		if err := k8sClient.Get(context.Background(), k, vm); err != nil {
+			return false, err.Error()
+		}
+		state := fmt.Sprintf("runStrategy %s, printableStatus %s", ptr.Deref(vm.Spec.RunStrategy, ""), vm.Status.PrintableStatus)
+		return ptr.Deref(vm.Spec.RunStrategy, "") == kubevirtv1.RunStrategyHalted && vm.Status.PrintableStatus == kubevirtv1.VirtualMachineStatusStopped, state
+	})
 
 	hold(t, double.HoldBoot)
 	changeInstance(t, k, func(i *computev1alpha1.Instance) { i.Spec.PowerState = computev1alpha1.PowerStateRunning })
