@@ -85,6 +85,7 @@ func run() error {
 		{"api-replica", apiReplicaKill},
 		{"apiserver-restart", apiserverRestart},
 		{"partition", simcloudPartition},
+		{"delete-race", deleteRace},
 	} {
 		if only != "" && !strings.Contains(","+only+",", ","+part.name+",") {
 			continue

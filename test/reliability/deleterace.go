@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	mrand "math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
+	"github.com/k0rdent-ai/instance-operator/internal/devstack"
+	"github.com/k0rdent-ai/instance-operator/internal/provider"
+	"github.com/k0rdent-ai/instance-operator/internal/simcloud"
+	"github.com/k0rdent-ai/instance-operator/test/load"
+)
+
+// deleteRaceWorkers is how many deployers create and delete at once.
+const deleteRaceWorkers = 16
+
+// deleteRace creates RELIABILITY_N/2 instances through the REST API, as a
+// deployer would, and deletes each a random 0-500 ms after its create was
+// answered, while as many other instances roll out beside them (the
+// controllers are busy) and the simulated cloud fails 30% of calls and
+// stalls 10% past the manager's provider timeout. Once every raced instance
+// is gone, each machine left in the cloud that no Instance tracks is a leak:
+// a deleted instance must never leave a machine running.
+func deleteRace(ctx context.Context, e env, results *checks) error {
+	n := max(load.EnvInt("RELIABILITY_N", 500)/2, 10)
+	const loadNS = "delete-race-load"
+	stack, admin, apiURL, err := e.startStack(ctx, "delete-race",
+		fmt.Sprintf("--sim-instance-types=%s=%d", load.TypeName, 20*n),
+		"--sim-latency-allocate=100ms", "--sim-latency-boot=100ms", "--sim-latency-delete=100ms", "--sim-latency-stop=100ms",
+		"--sim-transient-error-rate=0.3", "--sim-slow-call-rate=0.1",
+		"--provider-call-timeout=1s", "--sim-slow-call-delay=3s", "--api-rate-limit=0")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stack.Stop() }()
+	token, err := devstack.ReadToken(stack.TokenFile)
+	if err != nil {
+		return err
+	}
+	if err := load.EnsureProjectNamespace(ctx, admin, loadNS); err != nil {
+		return err
+	}
+	began := time.Now()
+	// The load: as many instances again, rolling out (and retrying through
+	// the faults) while the raced ones come and go.
+	loaded := make(chan error, 1)
+	go func() { loaded <- load.CreateInstances(ctx, admin, loadNS, "load", n, 8, nil) }()
+
+	raced, refused, err := raceCreateDelete(ctx, apiURL, token, n)
+	if err != nil {
+		return err
+	}
+	if err := <-loaded; err != nil {
+		return err
+	}
+	fmt.Printf("delete-race | %d created and deleted through the REST API (%d answers not 2xx) after %s\n", raced, refused, since(began))
+
+	left, err := waitRacedGone(ctx, admin)
+	if err != nil {
+		return fmt.Errorf("%d raced instances were not gone 5 minutes after their deletion: %w", left, err)
+	}
+	leaked, total, err := untrackedMachines(ctx, stack, admin)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("delete-race | all raced instances gone after %s; %d machines in the cloud, %d tracked by no Instance\n",
+		since(began), total, leaked)
+	results.add("delete_race_requests_refused", refused, refused == 0)
+	results.add("delete_race_leaked_machines", leaked, leaked == 0)
+	return nil
+}
+
+// racedPrefix names the raced instances in the deployer's project.
+const racedPrefix = "race-"
+
+// raceCreateDelete POSTs n instances and DELETEs each a random 0-500 ms
+// after its create was answered, deleteRaceWorkers at a time. It returns how
+// many were created and how many answers were not 2xx.
+func raceCreateDelete(ctx context.Context, apiURL, token string, n int) (int, int64, error) {
+	httpClient := &http.Client{Timeout: 30 * time.Second}
+	collection := apiURL + "/v1/regions/us-texas-1/projects/project-x9y8z7/compute/instances"
+	var next, created, refused atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, deleteRaceWorkers)
+	for range deleteRaceWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				id := fmt.Sprintf("%s%d", racedPrefix, i)
+				body, _ := json.Marshal(map[string]any{"id": id, "type": load.TypeURI})
+				code, answer, err := do(httpClient, http.MethodPost, collection, "Bearer "+token, "application/json", body)
+				if err != nil {
+					errs <- fmt.Errorf("failed to create %s: %w", id, err)
+					return
+				}
+				if code/100 != 2 {
+					refused.Add(1)
+					fmt.Printf("delete-race | create %s answered %d: %s\n", id, code, truncate(answer))
+					continue
+				}
+				created.Add(1)
+				time.Sleep(time.Duration(mrand.Int64N(int64(500 * time.Millisecond))))
+				code, answer, err = do(httpClient, http.MethodDelete, collection+"/"+id, "Bearer "+token, "", nil)
+				if err != nil {
+					errs <- fmt.Errorf("failed to delete %s: %w", id, err)
+					return
+				}
+				if code/100 != 2 {
+					refused.Add(1)
+					fmt.Printf("delete-race | delete %s answered %d: %s\n", id, code, truncate(answer))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return int(created.Load()), refused.Load(), <-errs
+}
+
+// waitRacedGone waits up to five minutes for every raced instance to be
+// gone, and says how many were left when it stopped.
+func waitRacedGone(ctx context.Context, c client.WithWatch) (int, error) {
+	wait, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	left := 0
+	err := load.WatchInstances(wait, c, devstack.SampleNamespace, func(state map[string]*computev1alpha1.Instance) bool {
+		left = 0
+		for name := range state {
+			if strings.HasPrefix(name, racedPrefix) {
+				left++
+			}
+		}
+		return left == 0
+	})
+	return left, err
+}
+
+// untrackedMachines counts the cloud's machines that no Instance tracks:
+// none of that namespace and name exists, or the one that does was not
+// the machine's (its create token is another's).
+func untrackedMachines(ctx context.Context, stack *devstack.Stack, c client.Client) (leaked, total int, err error) {
+	cloud, err := simcloud.NewClient(stack.SimcloudURL, simcloud.DefaultClientOptions())
+	if err != nil {
+		return 0, 0, err
+	}
+	machines, err := cloud.Machines(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, m := range machines {
+		var inst computev1alpha1.Instance
+		err := c.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: m.Name}, &inst)
+		switch {
+		case apierrors.IsNotFound(err):
+			leaked++
+			fmt.Printf("delete-race | machine %s (%s, of instance %s/%s) is tracked by no Instance\n", m.ID, m.Phase, m.Namespace, m.Name)
+		case err != nil:
+			return 0, 0, fmt.Errorf("failed to get instance %s/%s: %w", m.Namespace, m.Name, err)
+		case m.Token != provider.CreateToken(&inst) && m.Token != inst.Status.Machine.CreateToken:
+			leaked++
+			fmt.Printf("delete-race | machine %s of %s/%s was made for an earlier instance of that name\n", m.ID, m.Namespace, m.Name)
+		}
+	}
+	return leaked, len(machines), nil
+}
