@@ -53,7 +53,10 @@ func (n *network) assign(requested string, v6 bool, id string) (string, error) {
 			return "", provider.Permanent("InvalidAddress", "%q is not a valid IPv%s address", requested, map[bool]string{false: "4", true: "6"}[v6])
 		}
 		if owner, taken := n.owner[addr]; taken && owner != id {
-			return "", provider.Permanent("AddressInUse", "address %s is already assigned to machine %s", addr, owner)
+			// The refusal becomes the instance's status message and an
+			// event: it must not name the holder, which may be another
+			// project's machine.
+			return "", provider.Permanent("AddressInUse", "address %s is already assigned to another machine", addr)
 		}
 		n.owner[addr] = id
 		return addr.String(), nil
