@@ -179,7 +179,10 @@ func (r *InstanceReconciler) ensureFinalizer(ctx context.Context, p *pass) error
 	})
 	base := p.inst.DeepCopy()
 	controllerutil.AddFinalizer(p.inst, computev1alpha1.Finalizer)
-	if err := r.Client.Patch(ctx, p.inst, client.MergeFrom(base)); err != nil {
+	// A merge patch replaces the whole list of finalizers: the
+	// resourceVersion makes sure it replaces the list the pass read, not
+	// one another writer has changed since (or one of a deleted instance).
+	if err := r.Client.Patch(ctx, p.inst, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("failed to add the finalizer: %w", err)
 	}
 	// The patch answered with the stored object; the status is unchanged so far.

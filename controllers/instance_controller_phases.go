@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 	"github.com/k0rdent-ai/instance-operator/internal/provider"
@@ -71,6 +68,11 @@ func (r *InstanceReconciler) ensureMachine(ctx context.Context, p *pass) error {
 // create calls the provider's Create with a token that a crash anywhere
 // cannot lose: derived from the UID, or recorded in status before the call.
 func (r *InstanceReconciler) create(ctx context.Context, p *pass, token, why string) error {
+	if !p.inst.DeletionTimestamp.IsZero() {
+		// Reconcile sends a deleted instance to reconcileDelete; a machine
+		// created now would be one more for it to find.
+		return fmt.Errorf("failed to create the machine: the instance is being deleted")
+	}
 	ref := &p.inst.Status.Machine
 	if ref.CreateToken != token || ref.ID != "" || ref.Provider != r.Provider.Name() {
 		ref.Provider, ref.CreateToken, ref.ID = r.Provider.Name(), token, ""
@@ -265,74 +267,5 @@ func (r *InstanceReconciler) pushMetadata(ctx context.Context, p *pass) error {
 	if err != nil {
 		return fmt.Errorf("failed to push instanceMetadata to the machine: %w", err)
 	}
-	return nil
-}
-
-// reconcileDelete stops and deletes the machine (policy Delete) or leaves it
-// (policy Orphan), then removes the finalizer. Each action is followed by an
-// observation, up to maxActionsPerPass actions, as in drivePower.
-func (r *InstanceReconciler) reconcileDelete(ctx context.Context, p *pass) error {
-	if !controllerutil.ContainsFinalizer(p.inst, computev1alpha1.Finalizer) {
-		p.gone = true
-		return nil
-	}
-	ref := p.inst.Status.Machine
-	if p.inst.Spec.DeletionPolicy == computev1alpha1.DeletionPolicyOrphan {
-		if releaser, ok := r.Provider.(provider.Releaser); ok && (ref.ID != "" || ref.CreateToken != "") {
-			err := r.callProvider(ctx, "Release", func(ctx context.Context) error { return releaser.Release(ctx, p.inst) })
-			if err != nil && !errors.Is(err, provider.ErrNotFound) {
-				return fmt.Errorf("failed to release the machine from the instance: %w", err)
-			}
-		}
-		if ref.ID != "" {
-			r.event(p, "Normal", "MachineOrphaned", "Delete", "left machine %s in the cloud (deletionPolicy: Orphan)", ref.ID)
-		}
-		return r.removeFinalizer(ctx, p)
-	}
-	if ref.ID == "" && ref.CreateToken == "" {
-		return r.removeFinalizer(ctx, p)
-	}
-	for actions := 0; ; actions++ {
-		m, err := r.observe(ctx, p)
-		if errors.Is(err, provider.ErrNotFound) {
-			if ref.ID != "" {
-				r.event(p, "Normal", "MachineDeleted", "Delete", "deleted machine %s", ref.ID)
-			}
-			return r.removeFinalizer(ctx, p)
-		}
-		if err != nil {
-			return err
-		}
-		r.recordMachine(p, m)
-		if actions == maxActionsPerPass {
-			return nil // the requeue carries on
-		}
-		switch m.Phase {
-		case provider.PhaseStopping, provider.PhaseSuspending, provider.PhaseDeleting:
-			return nil // under way; look again later
-		case provider.PhaseProvisioning, provider.PhaseStopped:
-			err = r.callProvider(ctx, "Delete", func(ctx context.Context) error { return r.Provider.Delete(ctx, p.inst) })
-			if err != nil {
-				return fmt.Errorf("failed to delete the machine: %w", err)
-			}
-		default:
-			err = r.callProvider(ctx, "Stop", func(ctx context.Context) error {
-				return r.Provider.SetPower(ctx, p.inst, provider.PowerStop)
-			})
-			if err != nil {
-				return fmt.Errorf("failed to stop the machine before deleting it: %w", err)
-			}
-		}
-	}
-}
-
-// removeFinalizer lets the instance go; it may be gone once this returns.
-func (r *InstanceReconciler) removeFinalizer(ctx context.Context, p *pass) error {
-	base := p.inst.DeepCopy()
-	controllerutil.RemoveFinalizer(p.inst, computev1alpha1.Finalizer)
-	if err := r.Client.Patch(ctx, p.inst, client.MergeFrom(base)); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("failed to remove the finalizer: %w", err)
-	}
-	p.gone = true
 	return nil
 }

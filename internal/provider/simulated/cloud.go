@@ -268,6 +268,12 @@ func (c *Cloud) call(ctx context.Context, op func() (*provider.Machine, error)) 
 		return nil, err
 	}
 	c.mu.Lock()
+	if err := ctx.Err(); err != nil {
+		// The caller gave up while the call waited for the cloud: acting now
+		// would make a machine (or delete one) that nobody hears of.
+		c.mu.Unlock()
+		return nil, err
+	}
 	if c.roll(c.cfg.Faults.TransientErrorRate) {
 		c.mu.Unlock()
 		return nil, fmt.Errorf("simulated: injected transient error: the service is unavailable, try again")
