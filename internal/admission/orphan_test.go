@@ -66,7 +66,7 @@ func TestDeployerCannotTurnDeletionIntoOrphan(t *testing.T) {
 	strip := [][]string{
 		append([]string{"patch"}, append(ref, "--type=json", "-p", `[{"op":"remove","path":"/metadata/finalizers"}]`)...),
 		append([]string{"patch"}, append(ref, "--type=merge", "-p", `{"metadata":{"finalizers":null}}`)...),
-		append([]string{"patch"}, append(ref, "--type=merge", "-p", `{"metadata":{"finalizers":["example.com/other"]}}`)...),
+		append([]string{"patch"}, append(ref, "--type=merge", "-p", `{"metadata":{"finalizers":[]}}`)...),
 		append([]string{"patch"}, append(ref, "--type=json", "-p", `[{"op":"remove","path":"/metadata/finalizers"}]`, "--dry-run=server")...),
 		{"annotate", ref[2] + "/" + ref[3], "-n", tenantNS, computev1alpha1.PausedAnnotation + "=true"},
 	}

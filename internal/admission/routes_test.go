@@ -104,7 +104,7 @@ func mappingRoutes(c client.Client) map[string]func(context.Context, *corev1.Nam
 		"namespaces strategic merge patch": func(ctx context.Context, ns *corev1.Namespace, o ...any) error {
 			return c.Patch(ctx, ns.DeepCopy(), client.RawPatch(types.StrategicMergePatchType, labelsJSON), patchOpts(o)...)
 		},
-		"namespaces server-side apply, another field manager, forced": func(ctx context.Context, ns *corev1.Namespace, o ...any) error {
+		"namespaces forced server-side apply": func(ctx context.Context, ns *corev1.Namespace, o ...any) error {
 			return c.Patch(ctx, ns.DeepCopy(), client.RawPatch(types.ApplyPatchType, apply(ns)),
 				patchOpts(o, client.FieldOwner("intruder"), client.ForceOwnership)...)
 		},
@@ -154,7 +154,7 @@ func TestEveryRouteToTheMappingNeedsTheMapVerb(t *testing.T) {
 
 	for name, try := range mappingRoutes(c) {
 		t.Run(name, func(t *testing.T) {
-			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "routes-" + strings.NewReplacer(" ", "-", "/", "-", ",", "").Replace(name)}}
+			ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "routes-" + strings.ToLower(strings.NewReplacer(" ", "-", "/", "-").Replace(name))}}
 			if err := c.Create(ctx, ns); err != nil {
 				t.Fatal(err)
 			}
@@ -173,7 +173,7 @@ func TestEveryRouteToTheMappingNeedsTheMapVerb(t *testing.T) {
 		if !strings.HasPrefix(name, "namespaces/") || strings.Contains(name, "patch") || strings.Contains(name, "apply") {
 			continue
 		}
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "routes-admin-" + strings.NewReplacer(" ", "-", "/", "-").Replace(name)}}
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "routes-admin-" + strings.ToLower(strings.NewReplacer(" ", "-", "/", "-").Replace(name))}}
 		if err := env.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 			t.Fatal(err)
 		}
