@@ -9,6 +9,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
+	"github.com/k0rdent-ai/instance-operator/controllers"
+	"github.com/k0rdent-ai/instance-operator/internal/provider/simulated"
 )
 
 // TestInstanceOutsideProjectGetsNoMachine: an instance in a namespace
@@ -19,7 +21,7 @@ import (
 // reason OutsideProject and a Warning event. Once a platform admin maps
 // the namespace to that project, the same instance gets its machine.
 func TestInstanceOutsideProjectGetsNoMachine(t *testing.T) {
-	h := newHarness(t, nil)
+	h := newHarness(t, func(c *simulated.Config, _ *controllers.Options) { c.Latencies = simulated.Latencies{} })
 	ctx := context.Background()
 	const network = "/v1/regions/us-texas-1/projects/project-victim/compute/networks/net-1"
 	inst := h.newInstance("intruder")
