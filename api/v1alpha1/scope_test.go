@@ -20,11 +20,11 @@ func TestOutsideScope(t *testing.T) {
 		spec                  InstanceSpec
 		want                  []string
 	}{
-		{"mapped: another project's subnet and volume", "us-texas-1", "project-a", spec, []string{other, volume}},
+		{"mapped: another project's subnet and volume", "us-texas-1", "project-a", spec, []string{volume, other}},
 		{"mapped: all in scope", "us-texas-1", "project-a", InstanceSpec{Type: ownType, NICs: []NIC{{Network: own}}}, nil},
 		{"mapped: another region's type", "us-texas-1", "project-a", InstanceSpec{Type: abroad}, []string{abroad}},
 		{"unmapped: region-scoped URIs of any region", "", "", InstanceSpec{Type: abroad}, nil},
-		{"unmapped: every project-scoped URI", "", "", spec, []string{own, other, volume}},
+		{"unmapped: every project-scoped URI", "", "", spec, []string{volume, own, other}},
 		{"region only: every project-scoped URI", "us-texas-1", "", InstanceSpec{Type: ownType}, []string{ownType}},
 		{"project only: every project-scoped URI", "", "project-a", InstanceSpec{Type: zonal, NICs: []NIC{{Network: own}}}, []string{own}},
 	} {
