@@ -140,6 +140,9 @@ func (r *InstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (r
 		return ctrl.Result{}, err
 	}
 	fillStatusFromSpec(p)
+	if outside, err := r.outsideProject(ctx, p); outside || err != nil {
+		return ctrl.Result{}, err
+	}
 	for _, step := range []func(context.Context, *pass) error{
 		r.ensureMachine,
 		r.drivePower,

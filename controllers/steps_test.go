@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -197,8 +198,11 @@ func newFixture(t *testing.T, inst *computev1alpha1.Instance) *fixture {
 	if err := computev1alpha1.AddToScheme(s); err != nil {
 		t.Fatal(err)
 	}
+	if err := corev1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
 	f := &fixture{t: t, prov: newFakeProvider(), clock: clocktesting.NewFakeClock(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))}
-	f.c = fake.NewClientBuilder().WithScheme(s).WithObjects(inst).WithStatusSubresource(inst).
+	f.c = fake.NewClientBuilder().WithScheme(s).WithObjects(inst, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: inst.Namespace}}).WithStatusSubresource(inst).
 		WithInterceptorFuncs(interceptor.Funcs{
 			// A reconcile does no work proportional to the number of instances.
 			List: func(context.Context, client.WithWatch, client.ObjectList, ...client.ListOption) error {

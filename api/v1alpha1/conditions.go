@@ -67,6 +67,14 @@ const (
 	// ReasonMachineLostReported: the machine was lost out of band and the
 	// operator's policy is to report it rather than create a new one.
 	ReasonMachineLostReported = "MachineLostReported"
+	// ReasonOutsideProject: the instance names a URI outside its namespace's
+	// region and project, for example another project's network, or a
+	// project-scoped URI in a namespace mapped to no project (labels
+	// RegionLabel and ProjectLabel). No machine is made; the operator looks
+	// again every poll interval, since a platform admin may map the
+	// namespace (spec references are immutable, so the owner's fix is a new
+	// instance).
+	ReasonOutsideProject = "OutsideProject"
 	// ReasonNotStalled: nothing blocks the instance; Stalled is False.
 	ReasonNotStalled = "NotStalled"
 )

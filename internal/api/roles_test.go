@@ -36,7 +36,7 @@ func TestShippedRoles(t *testing.T) {
 	}{
 		{"compute_viewer_role.yaml", "compute.viewer", []string{"get", "list", "watch"}, []string{"view", "edit", "admin"}},
 		{"compute_deployer_role.yaml", "compute.deployer", []string{"get", "list", "watch", "create", "patch", "update", "delete"}, []string{"edit", "admin"}},
-		{"compute_admin_role.yaml", "compute.admin", []string{"get", "list", "watch", "create", "patch", "update", "delete", "deletecollection", "orphan"}, []string{"admin"}},
+		{"compute_admin_role.yaml", "compute.admin", []string{"get", "list", "watch", "create", "patch", "update", "delete", "deletecollection", "orphan", "finalize", "pause"}, []string{"admin"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			data, err := os.ReadFile(filepath.Join(root, "config", "rbac", "api", tc.file))

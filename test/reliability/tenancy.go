@@ -228,6 +228,7 @@ func tenancyAttacks(ctx context.Context, e env, results *checks) error {
 		}},
 	}
 
+	attacks = append(attacks, policyAttacks(stack.Config, admin, attacker, apiURL, token)...)
 	succeededTotal := 0
 	for _, a := range attacks {
 		succeeded, example := 0, ""
