@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -48,6 +49,7 @@ func run() error {
 	cfg.StateDir = "/var/lib/simcloud"
 	cfg.BindFlags(flag.CommandLine)
 	addr := flag.String("bind-address", ":9090", "Where the simulated cloud listens, host:port.")
+	healthAddr := flag.String("health-bind-address", "", "Where /healthz alone is also served, host:port, so a NetworkPolicy can open it to the kubelet and keep the cloud's port to its callers; empty: none.")
 	audience := flag.String("audience", simcloud.DefaultAudience, "The audience a caller's service-account token must be minted for.")
 	callers := flag.String("caller-service-accounts", "", "Comma-separated <namespace>/<name> of the service accounts that make provider calls (the controllers').")
 	admins := flag.String("admin-service-accounts", "", "Comma-separated <namespace>/<name> of the service accounts that may set faults and capacity and fail hosts.")
@@ -79,7 +81,29 @@ func run() error {
 		"audience", *audience, "callers", access.Callers, "admins", access.Admins)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *healthAddr != "" {
+		if err := serveHealth(ctx, *healthAddr); err != nil {
+			return err
+		}
+	}
 	return simcloud.NewServer(cloud, log, cfg.Seed, access).Serve(ctx, ln)
+}
+
+// serveHealth answers GET /healthz on addr until ctx ends.
+func serveHealth(ctx context.Context, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("failed to listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+simcloud.PathHealth, func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	return nil
 }
 
 // accessFor authenticates by TokenReview with the kube-apiserver of
