@@ -22,6 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	certutil "k8s.io/client-go/util/cert"
 	"k8s.io/client-go/util/keyutil"
 )
@@ -96,28 +97,43 @@ func sharedCA(ctx context.Context, cs kubernetes.Interface, ref string) (*x509.C
 	secrets := cs.CoreV1().Secrets(ns)
 	secret, err := secrets.Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		ca, key, err := newCA()
-		if err != nil {
-			return nil, nil, err
+		ca, key, created, cerr := createCA(ctx, secrets, ns, name)
+		if cerr != nil {
+			return nil, nil, fmt.Errorf("failed to store the API's CA in Secret %s: %w", ref, cerr)
 		}
-		keyPEM, err := keyutil.MarshalPrivateKeyToPEM(key)
-		if err != nil {
-			return nil, nil, fmt.Errorf("failed to encode the API's CA key: %w", err)
-		}
-		secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Type: corev1.SecretTypeOpaque,
-			Data: map[string][]byte{CACertKey: pemCert(ca), caKeyKey: keyPEM}}
-		if _, err = secrets.Create(ctx, secret, metav1.CreateOptions{}); err == nil {
+		if created {
 			return ca, key, nil
 		}
-		if !apierrors.IsAlreadyExists(err) {
-			return nil, nil, fmt.Errorf("failed to store the API's CA in Secret %s: %w", ref, err)
-		}
+		// Another replica stored its CA first: sign with that one.
 		secret, err = secrets.Get(ctx, name, metav1.GetOptions{})
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("failed to read the API's CA from Secret %s: %w", ref, err)
 	}
 	return parseCA(secret.Data[CACertKey], secret.Data[caKeyKey], ref)
+}
+
+// createCA makes a CA and stores it; created is false when the Secret
+// already existed.
+func createCA(ctx context.Context, secrets typedcorev1.SecretInterface, ns, name string) (*x509.Certificate, crypto.Signer, bool, error) {
+	ca, key, err := newCA()
+	if err != nil {
+		return nil, nil, false, err
+	}
+	keyPEM, err := keyutil.MarshalPrivateKeyToPEM(key)
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("failed to encode the CA key: %w", err)
+	}
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Type: corev1.SecretTypeOpaque,
+		Data: map[string][]byte{CACertKey: pemCert(ca), caKeyKey: keyPEM}}
+	_, err = secrets.Create(ctx, secret, metav1.CreateOptions{})
+	switch {
+	case err == nil:
+		return ca, key, true, nil
+	case apierrors.IsAlreadyExists(err):
+		return nil, nil, false, nil
+	}
+	return nil, nil, false, err
 }
 
 func parseCA(certPEM, keyPEM []byte, ref string) (*x509.Certificate, crypto.Signer, error) {
