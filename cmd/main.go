@@ -92,6 +92,10 @@ func main() {
 	flag.StringVar(&simURL, "sim-url", "",
 		"With --provider=simulated, the URL of the simulated cloud's service (cmd/simcloud), shared by every replica; "+
 			"empty runs the cloud inside this process with the --sim-* flags.")
+	simClient := simcloud.DefaultClientOptions()
+	flag.StringVar(&simClient.TokenFile, "sim-token-file", "",
+		"With --sim-url, a file holding the bearer token the simulated cloud authenticates this manager by "+
+			"(a projected service-account token with the cloud's audience; re-read when it rotates).")
 	flag.Float64Var(&kubeAPIQPS, "kube-api-qps", 200, "Queries per second the manager may send to the kube-apiserver.")
 	flag.IntVar(&kubeAPIBurst, "kube-api-burst", 400, "Burst of queries the manager may send to the kube-apiserver.")
 	reconcilerOpts := controllers.DefaultOptions()
@@ -162,7 +166,7 @@ func main() {
 	}
 
 	if enableControllers {
-		prov, err := newProvider(mgr, providerName, simURL, simCfg, kubevirtCatalog)
+		prov, err := newProvider(mgr, providerName, simURL, simClient, simCfg, kubevirtCatalog)
 		if err != nil {
 			setupLog.Error(err, "failed to set up the provider", "provider", providerName)
 			exit(1)
@@ -203,11 +207,11 @@ func exit(code int) {
 }
 
 // newProvider builds the provider that --provider names.
-func newProvider(mgr ctrl.Manager, name, simURL string, simCfg simulated.Config, kubevirtCatalog string) (provider.Provider, error) {
+func newProvider(mgr ctrl.Manager, name, simURL string, simClient simcloud.ClientOptions, simCfg simulated.Config, kubevirtCatalog string) (provider.Provider, error) {
 	switch name {
 	case simulated.Name:
 		if simURL != "" {
-			return simcloud.NewClient(simURL, simcloud.DefaultClientOptions())
+			return simcloud.NewClient(simURL, simClient)
 		}
 		return simulated.New(simCfg)
 	case kubevirt.Name:

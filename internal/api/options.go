@@ -22,6 +22,15 @@ type Options struct {
 	// installed manifests' default, so tokens never cross the network in
 	// the clear even without cert-manager.
 	TLSSelfSigned bool
+	// TLSDNSNames are the names the self-signed certificate carries besides
+	// localhost and 127.0.0.1: the Service's, so in-cluster clients verify it.
+	TLSDNSNames []string
+	// TLSCASecret (<namespace>/<name>) holds the CA that signs every
+	// replica's self-signed certificate; the first replica creates it.
+	TLSCASecret string
+	// TLSCAConfigMap (<namespace>/<name>) publishes the CA's certificate
+	// (key ca.crt) for clients to trust.
+	TLSCAConfigMap string
 	// EnableHTTP2 allows HTTP/2 over TLS; off by default (HTTP/2 rapid-reset and stream floods).
 	EnableHTTP2 bool
 
@@ -108,6 +117,16 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.TLSCertFile, "api-tls-cert-file", o.TLSCertFile, "Serving certificate of the REST API (PEM); with --api-tls-key-file turns TLS on. Reloaded when it changes.")
 	fs.StringVar(&o.TLSKeyFile, "api-tls-key-file", o.TLSKeyFile, "Private key of --api-tls-cert-file (PEM).")
 	fs.BoolVar(&o.TLSSelfSigned, "api-tls-self-signed", o.TLSSelfSigned, "Serve the REST API over TLS with a self-signed certificate made in memory at start (instead of --api-tls-cert-file; clients must pin or skip verification).")
+	fs.Func("api-tls-dns-names", "Comma-separated; with --api-tls-self-signed, DNS names the certificate carries besides localhost and 127.0.0.1: the API Service's (<svc>, <svc>.<ns>, <svc>.<ns>.svc, <svc>.<ns>.svc.cluster.local).", func(v string) error {
+		for _, n := range strings.Split(v, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				o.TLSDNSNames = append(o.TLSDNSNames, n)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&o.TLSCASecret, "api-tls-ca-secret", o.TLSCASecret, "With --api-tls-self-signed, <namespace>/<name> of a Secret holding the CA that signs every replica's certificate; the first replica creates it, the others reuse it.")
+	fs.StringVar(&o.TLSCAConfigMap, "api-tls-ca-configmap", o.TLSCAConfigMap, "With --api-tls-self-signed, <namespace>/<name> of a ConfigMap the CA's certificate is published in (key ca.crt), for in-cluster clients to trust.")
 	fs.BoolVar(&o.EnableHTTP2, "api-enable-http2", o.EnableHTTP2, "Allow HTTP/2 on the REST API (TLS only).")
 	fs.StringVar(&o.OIDCIssuerURL, "api-oidc-issuer-url", o.OIDCIssuerURL, "HTTPS URL of the OIDC issuer whose JWTs the API accepts; empty turns OIDC off (as kube-apiserver --oidc-issuer-url).")
 	fs.StringVar(&o.OIDCClientID, "api-oidc-client-id", o.OIDCClientID, "Audience the OIDC tokens must carry (as --oidc-client-id).")
@@ -149,6 +168,9 @@ func (o *Options) validate() error {
 	}
 	if o.TLSSelfSigned && o.TLSCertFile != "" {
 		return errors.New("--api-tls-self-signed and --api-tls-cert-file exclude each other")
+	}
+	if !o.TLSSelfSigned && (len(o.TLSDNSNames) > 0 || o.TLSCASecret != "" || o.TLSCAConfigMap != "") {
+		return errors.New("--api-tls-dns-names, --api-tls-ca-secret and --api-tls-ca-configmap go with --api-tls-self-signed")
 	}
 	if o.OIDCIssuerURL != "" {
 		if u, err := url.Parse(o.OIDCIssuerURL); err != nil || u.Scheme != "https" || u.Host == "" {

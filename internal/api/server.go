@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"sync/atomic"
 	"time"
 
@@ -18,7 +17,6 @@ import (
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/client-go/kubernetes"
 	toolscache "k8s.io/client-go/tools/cache"
-	certutil "k8s.io/client-go/util/cert"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
@@ -188,7 +186,7 @@ func (s *Server) Start(ctx context.Context) error {
 		}()
 		tlsConfig.GetCertificate = watcher.GetCertificate
 	case s.opts.TLSSelfSigned:
-		cert, err := selfSignedCertificate()
+		cert, err := s.selfSignedCertificate(ctx, cs)
 		if err != nil {
 			_ = ln.Close()
 			return err
@@ -236,20 +234,4 @@ func remoteHost(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
-}
-
-// selfSignedCertificate is a serving certificate made at start, as
-// controller-runtime's secure metrics serving makes its own: each replica
-// has its own, nothing is stored, and a restart renews it.
-func selfSignedCertificate() (tls.Certificate, error) {
-	host, _ := os.Hostname()
-	certPEM, keyPEM, err := certutil.GenerateSelfSignedCertKeyWithFixtures(host, []net.IP{{127, 0, 0, 1}}, []string{"localhost"}, "")
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("failed to make the API's self-signed certificate: %w", err)
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("failed to load the API's self-signed certificate: %w", err)
-	}
-	return cert, nil
 }

@@ -101,6 +101,10 @@ type Stack struct {
 	TokenFile string
 	// SimcloudURL is the simulated cloud's service, when it runs as one.
 	SimcloudURL string
+	// SimcloudCallerTokenFile and SimcloudAdminTokenFile hold the tokens
+	// the simulated cloud's service admits: the controllers' (the manager
+	// sends it) and its operator's (faults, capacity).
+	SimcloudCallerTokenFile, SimcloudAdminTokenFile string
 }
 
 func (s *Stack) logf(format string, args ...any) {
@@ -129,12 +133,6 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	stopLeftovers(opts.DataDir, s.logf)
 	s.mgrArgs = opts.ManagerArgs
-	if opts.SimcloudPath != "" {
-		s.mgrArgs, s.simArgs = splitSimArgs(opts.ManagerArgs)
-		if err := s.StartSimcloud(ctx); err != nil {
-			return nil, err
-		}
-	}
 
 	// envtest loads its CA only when it generates the serving certificates,
 	// so they are made anew each run; the kubeconfig and token follow them.
@@ -174,6 +172,17 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	if err := s.writeDeployerToken(ctx, cfg); err != nil {
 		return nil, err
+	}
+	// The cloud reviews its callers' tokens with kube-apiserver, so it
+	// starts once that serves.
+	if opts.SimcloudPath != "" {
+		s.mgrArgs, s.simArgs = splitSimArgs(opts.ManagerArgs)
+		if err := s.writeSimcloudTokens(ctx); err != nil {
+			return nil, err
+		}
+		if err := s.StartSimcloud(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if !opts.NoManager {
 		if err := s.StartManager(ctx); err != nil {
@@ -339,19 +348,18 @@ func (s *Stack) startManager() error {
 
 // managerArgs are a manager's flags: the stack's own, then ManagerArgs.
 func (s *Stack) managerArgs(apiAddress string) []string {
-	cloudArg := "--sim-state-dir=" + filepath.Join(s.opts.DataDir, "cloud")
+	cloudArgs := []string{"--sim-state-dir=" + filepath.Join(s.opts.DataDir, "cloud")}
 	if s.SimcloudURL != "" {
-		cloudArg = "--sim-url=" + s.SimcloudURL
+		cloudArgs = []string{"--sim-url=" + s.SimcloudURL, "--sim-token-file=" + s.SimcloudCallerTokenFile}
 	}
-	return append([]string{
+	return append(append([]string{
 		"--metrics-bind-address=0",
 		"--health-probe-bind-address=0",
 		"--api-bind-address=" + apiAddress,
 		"--provider=simulated",
 		// Out of a cluster the Lease needs a namespace named.
 		"--leader-election-namespace=" + metav1.NamespaceDefault,
-		cloudArg,
-	}, s.mgrArgs...)
+	}, cloudArgs...), s.mgrArgs...)
 }
 
 // ManagerPID is the running manager's process id.

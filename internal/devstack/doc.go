@@ -4,7 +4,9 @@
 // kube-controller-manager beside them, the CRD, the API's ClusterRoles and the
 // samples installed, an admin kubeconfig and a deployer's bearer token written
 // beside them, the simulated cloud's service (cmd/simcloud) as a process of
-// its own, and the manager binary running against it with the REST API. The
+// its own (admitting only the controllers' and an admin's service-account
+// tokens for its audience), and the manager binary running against it with
+// the REST API. The
 // reliability checks also start further manager replicas, and kill and
 // restart kube-apiserver and etcd, through it.
 package devstack

@@ -54,11 +54,14 @@ func (s *Stack) StartSimcloud(ctx context.Context) error {
 		return fmt.Errorf("failed to open the simulated cloud's log: %w", err)
 	}
 	s.simLog = f
-	args := append([]string{
+	args := append(append([]string{
 		"--bind-address=" + addr,
 		"--sim-state-dir=" + filepath.Join(s.opts.DataDir, "cloud"),
-	}, s.simArgs...)
+	}, simcloudAccessArgs()...), s.simArgs...)
 	cmd := exec.Command(s.opts.SimcloudPath, args...)
+	// The admin kubeconfig creates its TokenReviews; in a cluster its own
+	// service account, bound to system:auth-delegator, does.
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+s.Kubeconfig)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {

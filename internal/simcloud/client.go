@@ -9,8 +9,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
+
+	clienttransport "k8s.io/client-go/transport"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 	"github.com/k0rdent-ai/instance-operator/internal/provider"
@@ -30,6 +33,11 @@ type ClientOptions struct {
 	Attempts int
 	// RetryDelay is the pause between those attempts.
 	RetryDelay time.Duration
+	// TokenFile holds the bearer token the cloud authenticates the client
+	// by: a projected service-account token with the cloud's audience,
+	// which the kubelet rotates. It is re-read every minute and at once
+	// after the cloud answers 401, so a rotated token is picked up.
+	TokenFile string
 }
 
 // DefaultClientOptions suit a cloud on the same network.
@@ -59,9 +67,16 @@ func NewClient(baseURL string, opts ClientOptions) (*Client, error) {
 	transport := http.DefaultTransport.(*http.Transport).Clone()
 	transport.DialContext = (&net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	transport.MaxIdleConnsPerHost = 64
+	var rt http.RoundTripper = transport
+	if opts.TokenFile != "" {
+		if _, err := os.Stat(opts.TokenFile); err != nil {
+			return nil, fmt.Errorf("failed to read the simulated cloud's token: %w", err)
+		}
+		rt = clienttransport.ResettableTokenSourceWrapTransport(clienttransport.NewCachedFileTokenSource(opts.TokenFile))(rt)
+	}
 	return &Client{
 		base: strings.TrimSuffix(baseURL, "/"),
-		http: &http.Client{Transport: transport, Timeout: opts.CallTimeout},
+		http: &http.Client{Transport: rt, Timeout: opts.CallTimeout},
 		opts: opts,
 	}, nil
 }

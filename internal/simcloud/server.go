@@ -23,47 +23,48 @@ const maxBody = 1 << 20
 
 // Server serves a simulated cloud over HTTP.
 type Server struct {
-	cloud *simulated.Cloud
-	log   logr.Logger
+	cloud  *simulated.Cloud
+	log    logr.Logger
+	access Access
 
 	mu   sync.Mutex
 	dice *mrand.Rand
 }
 
-// NewServer serves cloud; seed seeds the dice of dropped connections (zero
-// picks a random seed).
-func NewServer(cloud *simulated.Cloud, log logr.Logger, seed uint64) *Server {
+// NewServer serves cloud to the users access admits; seed seeds the dice
+// of dropped connections (zero picks a random seed).
+func NewServer(cloud *simulated.Cloud, log logr.Logger, seed uint64, access Access) *Server {
 	if seed == 0 {
 		seed = mrand.Uint64()
 	}
-	return &Server{cloud: cloud, log: log, dice: mrand.New(mrand.NewPCG(seed, ^seed))}
+	return &Server{cloud: cloud, log: log, access: access, dice: mrand.New(mrand.NewPCG(seed, ^seed))}
 }
 
 // Handler routes the provider calls and the operator's knobs.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+pathObserve, s.call(func(ctx context.Context, req *callRequest) (*provider.Machine, error) {
+	mux.HandleFunc("POST "+pathObserve, s.guard(roleCaller, s.call(func(ctx context.Context, req *callRequest) (*provider.Machine, error) {
 		return s.cloud.Observe(ctx, req.Instance)
-	}))
-	mux.HandleFunc("POST "+pathCreate, s.call(func(ctx context.Context, req *callRequest) (*provider.Machine, error) {
+	})))
+	mux.HandleFunc("POST "+pathCreate, s.guard(roleCaller, s.call(func(ctx context.Context, req *callRequest) (*provider.Machine, error) {
 		return s.cloud.Create(ctx, req.Instance)
-	}))
-	mux.HandleFunc("POST "+pathUpdate, s.call(func(ctx context.Context, req *callRequest) (*provider.Machine, error) {
+	})))
+	mux.HandleFunc("POST "+pathUpdate, s.guard(roleCaller, s.call(func(ctx context.Context, req *callRequest) (*provider.Machine, error) {
 		return nil, s.cloud.Update(ctx, req.Instance)
-	}))
-	mux.HandleFunc("POST "+pathSetPower, s.call(func(ctx context.Context, req *callRequest) (*provider.Machine, error) {
+	})))
+	mux.HandleFunc("POST "+pathSetPower, s.guard(roleCaller, s.call(func(ctx context.Context, req *callRequest) (*provider.Machine, error) {
 		return nil, s.cloud.SetPower(ctx, req.Instance, req.Action)
-	}))
-	mux.HandleFunc("POST "+pathDelete, s.call(func(ctx context.Context, req *callRequest) (*provider.Machine, error) {
+	})))
+	mux.HandleFunc("POST "+pathDelete, s.guard(roleCaller, s.call(func(ctx context.Context, req *callRequest) (*provider.Machine, error) {
 		return nil, s.cloud.Delete(ctx, req.Instance)
+	})))
+	mux.HandleFunc("GET "+PathMachines, s.guard(roleEither, func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, redacted(s.cloud.Machines()))
 	}))
-	mux.HandleFunc("GET "+PathMachines, func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, s.cloud.Machines())
-	})
-	mux.HandleFunc("GET "+PathFaults, func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET "+PathFaults, s.guard(roleAdmin, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, s.cloud.Faults())
-	})
-	mux.HandleFunc("PUT "+PathFaults, func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("PUT "+PathFaults, s.guard(roleAdmin, func(w http.ResponseWriter, r *http.Request) {
 		var f simulated.Faults
 		if !decode(w, r, &f) {
 			return
@@ -74,8 +75,8 @@ func (s *Server) Handler() http.Handler {
 		}
 		s.log.Info("faults changed", "faults", f)
 		writeJSON(w, http.StatusOK, s.cloud.Faults())
-	})
-	mux.HandleFunc("PUT "+PathCapacity, func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("PUT "+PathCapacity, s.guard(roleAdmin, func(w http.ResponseWriter, r *http.Request) {
 		var c CapacityRequest
 		if !decode(w, r, &c) {
 			return
@@ -87,17 +88,34 @@ func (s *Server) Handler() http.Handler {
 		s.cloud.SetCapacity(c.InstanceType, c.Machines)
 		s.log.Info("capacity changed", "instanceType", c.InstanceType, "machines", c.Machines)
 		w.WriteHeader(http.StatusNoContent)
-	})
-	mux.HandleFunc("POST /v1/machines/{id}/fail-host", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("POST /v1/machines/{id}/fail-host", s.guard(roleAdmin, func(w http.ResponseWriter, r *http.Request) {
 		s.inspect(w, s.cloud.FailHost(r.PathValue("id")))
-	})
-	mux.HandleFunc("POST /v1/machines/{id}/lose", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("POST /v1/machines/{id}/lose", s.guard(roleAdmin, func(w http.ResponseWriter, r *http.Request) {
 		s.inspect(w, s.cloud.Lose(r.PathValue("id")))
-	})
+	}))
 	mux.HandleFunc("GET "+PathHealth, func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 	})
 	return mux
+}
+
+// Redacted stands for an instanceMetadata value in the cloud's listing.
+const Redacted = "<redacted>"
+
+// redacted keeps each machine's metadata keys, which say what a machine was
+// given, and drops the values, which are the users' ssh keys and secrets,
+// and the create tokens: no caller of the listing needs them, and the
+// controllers read a machine's metadata back through Observe.
+func redacted(machines []simulated.MachineInfo) []simulated.MachineInfo {
+	for i := range machines {
+		machines[i].Token = ""
+		for j := range machines[i].Metadata {
+			machines[i].Metadata[j].Value = Redacted
+		}
+	}
+	return machines
 }
 
 func (s *Server) inspect(w http.ResponseWriter, err error) {

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -34,8 +36,10 @@ func instance(name string) *computev1alpha1.Instance {
 // requests it received counted by path.
 type service struct {
 	cloud  *simulated.Cloud
-	client *Client
+	client *Client // as the controllers
+	admin  *Client // as the cloud's operator
 	url    string
+	dir    string
 
 	mu    sync.Mutex
 	calls map[string]int
@@ -58,8 +62,8 @@ func newService(t *testing.T, tune func(*simulated.Config)) *service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &service{cloud: cloud, calls: map[string]int{}}
-	h := NewServer(cloud, logr.Discard(), 1).Handler()
+	s := &service{cloud: cloud, calls: map[string]int{}, dir: t.TempDir()}
+	h := NewServer(cloud, logr.Discard(), 1, testAccess()).Handler()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.calls[r.URL.Path]++
@@ -70,10 +74,24 @@ func newService(t *testing.T, tune func(*simulated.Config)) *service {
 	s.url = srv.URL
 	opts := DefaultClientOptions()
 	opts.RetryDelay = time.Millisecond
+	opts.TokenFile = s.tokenFile(t, "caller", callerToken)
 	if s.client, err = NewClient(srv.URL, opts); err != nil {
 		t.Fatal(err)
 	}
+	opts.TokenFile = s.tokenFile(t, "admin", adminToken)
+	if s.admin, err = NewClient(srv.URL, opts); err != nil {
+		t.Fatal(err)
+	}
 	return s
+}
+
+func (s *service) tokenFile(t *testing.T, name, token string) string {
+	t.Helper()
+	path := filepath.Join(s.dir, name)
+	if err := os.WriteFile(path, []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func TestClientDrivesAMachineThroughTheService(t *testing.T) {
@@ -100,12 +118,15 @@ func TestClientDrivesAMachineThroughTheService(t *testing.T) {
 	if m, err = s.client.Observe(ctx, inst); err != nil || m.Phase != provider.PhaseStopped {
 		t.Fatalf("Observe after stop = %+v, %v; want Stopped", m, err)
 	}
-	machines, err := s.client.Machines(ctx)
+	if got := s.cloud.Machines(); len(got) != 1 || got[0].Metadata[0].Value != "admin:ssh-ed25519 BBBB" {
+		t.Fatalf("the cloud's machines = %+v, want %s with the updated metadata", got, m.ID)
+	}
+	machines, err := s.admin.Machines(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(machines) != 1 || machines[0].ID != m.ID || machines[0].Metadata[0].Value != "admin:ssh-ed25519 BBBB" {
-		t.Fatalf("the service's machines = %+v, want %s with the updated metadata", machines, m.ID)
+	if len(machines) != 1 || machines[0].ID != m.ID || machines[0].Metadata[0].Key != "ssh-keys" || machines[0].Metadata[0].Value != Redacted {
+		t.Fatalf("the service's listing = %+v, want %s with its metadata key and the value redacted", machines, m.ID)
 	}
 	if err := s.client.Delete(ctx, inst); err != nil {
 		t.Fatalf("Delete: %v", err)
@@ -127,7 +148,7 @@ func TestRefusalsKeepTheirKindOverTheWire(t *testing.T) {
 	if _, err := s.client.Observe(ctx, instance("never-created")); !errors.Is(err, provider.ErrNotFound) {
 		t.Errorf("Observe of no machine: err = %v, want ErrNotFound", err)
 	}
-	if err := s.client.SetFaults(ctx, simulated.Faults{TransientErrorRate: 1}); err != nil {
+	if err := s.admin.SetFaults(ctx, simulated.Faults{TransientErrorRate: 1}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = s.client.Observe(ctx, instance("never-created"))
@@ -146,7 +167,7 @@ func TestRefusalsKeepTheirKindOverTheWire(t *testing.T) {
 func TestDroppedConnectionsRetryOnlyIdempotentCalls(t *testing.T) {
 	s := newService(t, nil)
 	ctx := context.Background()
-	if err := s.client.SetFaults(ctx, simulated.Faults{DropRate: 1}); err != nil {
+	if err := s.admin.SetFaults(ctx, simulated.Faults{DropRate: 1}); err != nil {
 		t.Fatal(err)
 	}
 	inst := instance("dropped")
@@ -166,7 +187,7 @@ func TestDroppedConnectionsRetryOnlyIdempotentCalls(t *testing.T) {
 	if len(machines) != 1 {
 		t.Fatalf("the cloud holds %d machines after dropped creates, want 1: %+v", len(machines), machines)
 	}
-	if err := s.client.SetFaults(ctx, simulated.Faults{}); err != nil {
+	if err := s.admin.SetFaults(ctx, simulated.Faults{}); err != nil {
 		t.Fatal(err)
 	}
 	m, err := s.client.Create(ctx, inst)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -50,7 +51,10 @@ spec:
 	if stack.simcloudURL == "" {
 		t.Fatal("devstack never said where the simulated cloud serves")
 	}
-	cloud, err := simcloud.NewClient(stack.simcloudURL, simcloud.DefaultClientOptions())
+	// The cloud's operator's token, which devstack writes beside the deployer's.
+	opts := simcloud.DefaultClientOptions()
+	opts.TokenFile = filepath.Join(stack.dataDir, "simcloud-admin-token")
+	cloud, err := simcloud.NewClient(stack.simcloudURL, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

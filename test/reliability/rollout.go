@@ -10,14 +10,13 @@ import (
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 	"github.com/k0rdent-ai/instance-operator/internal/devstack"
-	"github.com/k0rdent-ai/instance-operator/internal/simcloud"
 	"github.com/k0rdent-ai/instance-operator/test/load"
 )
 
 // cloudMachines asks the simulated cloud's service for its machines and
 // counts them per instance.
 func cloudMachines(ctx context.Context, stack *devstack.Stack) (map[string]int, int, error) {
-	cloud, err := simcloud.NewClient(stack.SimcloudURL, simcloud.DefaultClientOptions())
+	cloud, err := stack.SimcloudAdmin()
 	if err != nil {
 		return nil, 0, err
 	}

@@ -227,6 +227,7 @@ func tenancyAttacks(ctx context.Context, e env, results *checks) error {
 			return refusedREST(ctx, code, body, err, devstack.SampleNamespace, id)
 		}},
 	}
+	attacks = append(attacks, cloudTenancyAttacks(stack, admin, token)...)
 
 	attacks = append(attacks, policyAttacks(stack.Config, admin, attacker, apiURL, token)...)
 	succeededTotal := 0
