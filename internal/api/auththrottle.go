@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,17 +29,38 @@ const acceptedTokenMemory = 15 * time.Minute
 const maxTokenCacheEntries = 10000
 
 // authGuard keeps clients that send bad tokens from costing kube-apiserver a
-// TokenReview each. Each review takes a token from its client address's
-// bucket, given back when the token authenticates; an address whose bucket
-// is empty is refused before its next token is reviewed. So only failures
-// spend the budget and the users behind one NAT are not slowed by each
-// other, and a token that authenticated in the last acceptedTokenMemory
-// passes even a throttled address (a real user's, it costs at most one
-// review per authentication cache TTL). A token that failed is refused from
-// memory, by its hash, for the authentication cache TTL.
+// TokenReview each, and keeps them from turning that protection against
+// good users. A token never seen before is reviewed from one of two
+// budgets (see admitFirst):
+//
+//   - a service-account token that checks out locally (the cluster's
+//     issuer, signed by one of its keys, within its times: saVerifier)
+//     from the budget of signed tokens, whatever its address: only the
+//     cluster issues these, so a flood of made-up tokens, from any number
+//     of addresses, never spends it, and a valid token is not refused
+//     because its address was flooded;
+//   - any other token from its client address's bucket and the global
+//     bucket at once, each given back when the token authenticates.
+//
+// So only failures spend a budget, the users behind one NAT are not slowed
+// by each other, and no number of addresses gets more than the global
+// burst of failed reviews. A token whose local check fails (forged) is
+// refused with no review. A token that authenticated in the last
+// acceptedTokenMemory passes even a throttled address (a real user's, it
+// costs at most one review per authentication cache TTL); if it then fails
+// (revoked), it is forgotten and its failure charged like a first review's.
+// A token that failed is refused from memory, by its hash, for the
+// authentication cache TTL.
 type authGuard struct {
 	failures *rateLimiter // by client address
-	ttl      time.Duration
+	// global bounds the failed reviews of tokens that are not signed,
+	// from every address together; nil is unbounded.
+	global *rate.Limiter
+	// signedBudget bounds the failed reviews of signed tokens (revoked
+	// ones); nil is unbounded. verifier sorts tokens; nil sorts none.
+	signedBudget *rate.Limiter
+	verifier     *saVerifier
+	ttl          time.Duration
 
 	// firstReviews coalesces concurrent first reviews of one token, so
 	// that the clients sharing a token (and often an address) on a replica
@@ -62,6 +84,21 @@ func newAuthGuard(perSecond float64, burst int, ttl time.Duration) *authGuard {
 	}
 }
 
+// withBudgets sets the global budget of failed reviews and the budget of
+// signed tokens' (0 per second leaves one unbounded).
+func (g *authGuard) withBudgets(globalRate float64, globalBurst int, signedRate float64, signedBurst int) *authGuard {
+	if g == nil {
+		return nil
+	}
+	if globalRate > 0 {
+		g.global = rate.NewLimiter(rate.Limit(globalRate), globalBurst)
+	}
+	if signedRate > 0 {
+		g.signedBudget = rate.NewLimiter(rate.Limit(signedRate), signedBurst)
+	}
+	return g
+}
+
 // credentialsOf returns every header the authenticators read a token from,
 // and their total size.
 func credentialsOf(r *http.Request) (key [sha256.Size]byte, size int, present bool) {
@@ -79,12 +116,93 @@ func credentialsOf(r *http.Request) (key [sha256.Size]byte, size int, present bo
 	return key, size, present
 }
 
-// admit takes a failure from addr's bucket before its token is reviewed, so
-// that concurrent requests cannot all pass an empty bucket; the caller gives
-// it back when the token authenticates. ok is false, with the wait, when the
-// bucket is empty.
-func (g *authGuard) admit(addr string, now time.Time) (*rate.Reservation, time.Duration, bool) {
-	return g.failures.reserve(addr, now)
+// lease is the budget a first review holds until its outcome is known:
+// given back when the token authenticates, kept when it fails.
+type lease []*rate.Reservation
+
+func (l lease) giveBack(now time.Time) {
+	for _, r := range l {
+		r.CancelAt(now)
+	}
+}
+
+// take reserves one failure from lim; nil lim is unbounded.
+func take(lim *rate.Limiter, now time.Time) (*rate.Reservation, time.Duration, bool) {
+	if lim == nil {
+		return nil, 0, true
+	}
+	r := lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return nil, d, false
+	}
+	return r, 0, true
+}
+
+// admitFirst takes the budget of a token's first review before it is
+// reviewed, so that concurrent requests cannot all pass an empty bucket:
+// the signed tokens' budget for a token that checks out locally, its
+// address's and the global one for any other. ok is false, with the wait,
+// when the budget is spent; v is forged for a token to refuse unreviewed.
+func (g *authGuard) admitFirst(addr, token string, now time.Time) (l lease, v verdict, retry time.Duration, ok bool) {
+	v = g.verifier.check(token, now)
+	switch v {
+	case forged:
+		return nil, v, 0, true
+	case signed:
+		r, retry, ok := take(g.signedBudget, now)
+		if !ok {
+			return nil, v, retry, false
+		}
+		return lease{r}, v, 0, true
+	}
+	byAddr, retry, ok := g.failures.reserve(addr, now)
+	if !ok {
+		return nil, v, retry, false
+	}
+	all, retry, ok := take(g.global, now)
+	if !ok {
+		byAddr.CancelAt(now)
+		return nil, v, retry, false
+	}
+	if all == nil {
+		return lease{byAddr}, v, 0, true
+	}
+	return lease{byAddr, all}, v, 0, true
+}
+
+// revoked forgets a token that authenticated before and failed now, and
+// charges the failure to the budget its first review would have spent, even
+// into debt: a pile of once-valid tokens costs what as many bad ones do.
+func (g *authGuard) revoked(key [sha256.Size]byte, addr, token string, now time.Time) {
+	g.mu.Lock()
+	delete(g.accepted, key)
+	g.rejected = remember(g.rejected, key, now.Add(g.ttl), now)
+	g.mu.Unlock()
+	if g.verifier.check(token, now) == signed {
+		if g.signedBudget != nil {
+			g.signedBudget.ReserveN(now, 1)
+		}
+		return
+	}
+	g.failures.charge(addr, now)
+	if g.global != nil {
+		g.global.ReserveN(now, 1)
+	}
+}
+
+// bearerToken is the request's bearer token when Authorization is its only
+// credential; "" otherwise (its local check then says notLocal).
+func bearerToken(r *http.Request) string {
+	if _, ok := r.Header["Sec-Websocket-Protocol"]; ok {
+		return ""
+	}
+	auth := r.Header["Authorization"]
+	const scheme = "Bearer "
+	if len(auth) != 1 || !strings.HasPrefix(auth[0], scheme) {
+		return ""
+	}
+	return auth[0][len(scheme):]
 }
 
 // rejectedToken remembers credentials that were definitely refused.
@@ -162,8 +280,8 @@ func authenticatedOnConnection(r *http.Request, now time.Time) (*authenticator.R
 
 // authenticateGuarded authenticates the request, or answers it (401, or 429
 // for a throttled address) and returns false. Only requests that pass the
-// size cap, the rejected-token cache and the address's failure budget reach
-// the authenticators.
+// size cap, the rejected-token cache and the guard's budgets reach the
+// authenticators.
 func (s *Server) authenticateGuarded(w http.ResponseWriter, r *http.Request) (*authenticator.Response, bool) {
 	now := time.Now()
 	if resp, ok := authenticatedOnConnection(r, now); ok {
@@ -183,10 +301,9 @@ func (s *Server) authenticateGuarded(w http.ResponseWriter, r *http.Request) (*a
 	if !present || r.Header.Get("Authorization") == "" {
 		return deny(newError(http.StatusUnauthorized, ReasonUnauthenticated, "the request has no bearer token: send Authorization: Bearer <token>", nil))
 	}
-	invalid := errInvalidToken
 	if g == nil {
 		if size > maxTokenBytes {
-			return deny(invalid)
+			return deny(errInvalidToken)
 		}
 		resp, _, aerr := s.authenticateDetailed(r)
 		if aerr != nil {
@@ -194,61 +311,76 @@ func (s *Server) authenticateGuarded(w http.ResponseWriter, r *http.Request) (*a
 		}
 		return resp, true
 	}
-	if g.known(true, key, now) {
-		return deny(invalid)
+	out := g.review(key, addr, bearerToken(r), size, now, true, func() (*authenticator.Response, bool, *apiError) {
+		return s.authenticateDetailed(r)
+	})
+	switch {
+	case out.throttled:
+		writeThrottled(w, out.retry)
+		return nil, false
+	case out.aerr != nil:
+		return deny(out.aerr)
+	}
+	return out.resp, true
+}
+
+// review authenticates a request's credentials (key, of size; token when
+// it is a bearer token alone) through the guard, calling authenticate only
+// when the guard lets it. coalesce shares a first review among the
+// concurrent requests that carry the same credentials (authenticate must
+// then only authenticate).
+func (g *authGuard) review(key [sha256.Size]byte, addr, token string, size int, now time.Time, coalesce bool,
+	authenticate func() (*authenticator.Response, bool, *apiError)) firstReview {
+	if g.known(true, key, now) || size > maxTokenBytes {
+		return firstReview{aerr: errInvalidToken}
 	}
 	// A token that authenticated recently is in the authenticator's cache:
 	// it costs no TokenReview and passes even a throttled address.
 	if g.known(false, key, now) {
-		if size > maxTokenBytes {
-			return deny(invalid)
-		}
-		resp, definite, aerr := s.authenticateDetailed(r)
+		resp, definite, aerr := authenticate()
 		if aerr != nil {
 			if definite {
-				g.rejectedToken(key, now)
+				g.revoked(key, addr, token, now)
 			}
-			return deny(aerr)
+			return firstReview{aerr: aerr}
 		}
 		g.succeeded(key, now)
-		return resp, true
+		return firstReview{resp: resp}
+	}
+	if !coalesce {
+		return g.first(key, addr, token, now, authenticate)
 	}
 	v, _, _ := g.firstReviews.Do(string(key[:]), func() (any, error) {
-		var first firstReview
-		reservation, retry, ok := g.admit(addr, now)
-		if !ok {
-			first.throttled, first.retry = true, retry
-			return first, nil
-		}
-		if size > maxTokenBytes {
-			first.aerr = invalid
-			return first, nil
-		}
-		var definite bool
-		first.resp, definite, first.aerr = s.authenticateDetailed(r)
-		if first.aerr != nil {
-			if definite {
-				g.rejectedToken(key, now)
-			}
-			return first, nil
-		}
-		reservation.CancelAt(now)
-		g.succeeded(key, now)
-		return first, nil
+		return g.first(key, addr, token, now, authenticate), nil
 	})
-	first := v.(firstReview)
-	switch {
-	case first.throttled:
-		writeThrottled(w, first.retry)
-		return nil, false
-	case first.aerr != nil:
-		return deny(first.aerr)
-	}
-	return first.resp, true
+	return v.(firstReview)
 }
 
-// firstReview is the outcome of a token's first review at an address,
-// shared by the requests that carried the token meanwhile.
+// first is a token's first review, from the budget admitFirst chose.
+func (g *authGuard) first(key [sha256.Size]byte, addr, token string, now time.Time,
+	authenticate func() (*authenticator.Response, bool, *apiError)) firstReview {
+	l, v, retry, ok := g.admitFirst(addr, token, now)
+	if !ok {
+		return firstReview{throttled: true, retry: retry}
+	}
+	if v == forged {
+		g.rejectedToken(key, now)
+		return firstReview{aerr: errInvalidToken}
+	}
+	resp, definite, aerr := authenticate()
+	if aerr != nil {
+		if definite {
+			g.rejectedToken(key, now)
+		}
+		return firstReview{aerr: aerr}
+	}
+	l.giveBack(now)
+	g.succeeded(key, now)
+	return firstReview{resp: resp}
+}
+
+// firstReview is the outcome of a guarded review, shared by the requests
+// that carried the token meanwhile.
 type firstReview struct {
 	resp      *authenticator.Response
 	aerr      *apiError

@@ -36,11 +36,14 @@ func (s *Server) handlerChain() []middleware {
 		s.withRoute,          // the route table: 404, 405 with Allow
 		s.withInFlight,       // API operations at once: 503 with Retry-After past the bound
 		s.withDeadline,       // RequestTimeout bounds an operation's work
-		s.withAuthentication, // bearer token: 401; an address whose tokens keep failing: 429 before review
+		s.withAuthentication, // bearer token: 401; an address whose tokens keep failing, or with too many being reviewed: 429 before review
+		s.withPrincipalShare, // requests in flight per principal: 429 past its share
 		s.withRateLimit,      // per principal: 429 with Retry-After
 		s.withNamespace,      // region and project name one namespace
 		s.withAuthorization,  // SubjectAccessReview of the route's verb: 403, permission before existence
 		s.withProject,        // the project exists: 404, or 500 for a project claimed twice
+		s.withProjectShare,   // requests in flight per project: 429 past its share
+		s.withBodyDeadline,   // the body's own read deadline: 408 past it
 	}
 }
 
@@ -164,6 +167,10 @@ type statusRecorder struct {
 	status int
 	bytes  int
 }
+
+// Unwrap lets http.ResponseController reach the connection (the body's
+// read deadline).
+func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *statusRecorder) WriteHeader(code int) {
 	if w.status == 0 {
@@ -314,9 +321,18 @@ func (s *Server) withAuthentication(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
+		// An address holds at most its share of the requests being
+		// authenticated (a TokenReview can take seconds), so that one
+		// address's clients cannot hold every slot before they are known.
+		addr := remoteHost(r)
+		if !s.addressShares.acquire(addr) {
+			writeShareSpent(w, "address")
+			return
+		}
 		// authenticateGuarded answers a refusal itself: 401, or 429 for an
 		// address whose failures spent its budget before any TokenReview.
 		user, ok := s.authenticateGuarded(w, r)
+		s.addressShares.release(addr)
 		if !ok {
 			return
 		}
