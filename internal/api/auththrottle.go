@@ -48,7 +48,8 @@ const maxTokenCacheEntries = 10000
 // refused with no review. A token that authenticated in the last
 // acceptedTokenMemory passes even a throttled address (a real user's, it
 // costs at most one review per authentication cache TTL); if it then fails
-// (revoked), it is forgotten and its failure charged like a first review's.
+// (revoked), it is forgotten, its failure is charged to its address's and
+// the global budget, and its reviews spend them from then on, signed or not.
 // A token that failed is refused from memory, by its hash, for the
 // authentication cache TTL.
 type authGuard struct {
@@ -71,6 +72,9 @@ type authGuard struct {
 	mu       sync.Mutex
 	rejected map[[sha256.Size]byte]time.Time
 	accepted map[[sha256.Size]byte]time.Time
+	// revokedTokens are tokens that authenticated and then failed: signed
+	// or not, their next reviews spend their address's budget.
+	revokedTokens map[[sha256.Size]byte]time.Time
 }
 
 func newAuthGuard(perSecond float64, burst int, ttl time.Duration) *authGuard {
@@ -79,8 +83,9 @@ func newAuthGuard(perSecond float64, burst int, ttl time.Duration) *authGuard {
 	}
 	return &authGuard{
 		failures: newRateLimiter(perSecond, burst), ttl: ttl,
-		rejected: map[[sha256.Size]byte]time.Time{},
-		accepted: map[[sha256.Size]byte]time.Time{},
+		rejected:      map[[sha256.Size]byte]time.Time{},
+		accepted:      map[[sha256.Size]byte]time.Time{},
+		revokedTokens: map[[sha256.Size]byte]time.Time{},
 	}
 }
 
@@ -144,8 +149,10 @@ func take(lim *rate.Limiter, now time.Time) (*rate.Reservation, time.Duration, b
 // the signed tokens' budget for a token that checks out locally, its
 // address's and the global one for any other. ok is false, with the wait,
 // when the budget is spent; v is forged for a token to refuse unreviewed.
-func (g *authGuard) admitFirst(addr, token string, now time.Time) (l lease, v verdict, retry time.Duration, ok bool) {
-	v = g.verifier.check(token, now)
+func (g *authGuard) admitFirst(key [sha256.Size]byte, addr, token string, now time.Time) (l lease, v verdict, retry time.Duration, ok bool) {
+	if !g.wasRevoked(key, now) {
+		v = g.verifier.check(token, now)
+	}
 	switch v {
 	case forged:
 		return nil, v, 0, true
@@ -172,23 +179,27 @@ func (g *authGuard) admitFirst(addr, token string, now time.Time) (l lease, v ve
 }
 
 // revoked forgets a token that authenticated before and failed now, and
-// charges the failure to the budget its first review would have spent, even
-// into debt: a pile of once-valid tokens costs what as many bad ones do.
-func (g *authGuard) revoked(key [sha256.Size]byte, addr, token string, now time.Time) {
+// charges the failure to its address's budget and the global one, even
+// into debt; for acceptedTokenMemory its reviews spend them as a bad
+// token's do, even when it is signed: a pile of once-valid tokens costs
+// what as many bad ones do, and never the budget of signed tokens.
+func (g *authGuard) revoked(key [sha256.Size]byte, addr string, now time.Time) {
 	g.mu.Lock()
 	delete(g.accepted, key)
 	g.rejected = remember(g.rejected, key, now.Add(g.ttl), now)
+	g.revokedTokens = remember(g.revokedTokens, key, now.Add(acceptedTokenMemory), now)
 	g.mu.Unlock()
-	if g.verifier.check(token, now) == signed {
-		if g.signedBudget != nil {
-			g.signedBudget.ReserveN(now, 1)
-		}
-		return
-	}
 	g.failures.charge(addr, now)
 	if g.global != nil {
 		g.global.ReserveN(now, 1)
 	}
+}
+
+func (g *authGuard) wasRevoked(key [sha256.Size]byte, now time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	exp, ok := g.revokedTokens[key]
+	return ok && now.Before(exp)
 }
 
 // bearerToken is the request's bearer token when Authorization is its only
@@ -216,6 +227,7 @@ func (g *authGuard) succeeded(key [sha256.Size]byte, now time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.accepted = remember(g.accepted, key, now.Add(acceptedTokenMemory), now)
+	delete(g.revokedTokens, key)
 }
 
 func remember(m map[[sha256.Size]byte]time.Time, key [sha256.Size]byte, until, now time.Time) map[[sha256.Size]byte]time.Time {
@@ -340,7 +352,7 @@ func (g *authGuard) review(key [sha256.Size]byte, addr, token string, size int, 
 		resp, definite, aerr := authenticate()
 		if aerr != nil {
 			if definite {
-				g.revoked(key, addr, token, now)
+				g.revoked(key, addr, now)
 			}
 			return firstReview{aerr: aerr}
 		}
@@ -359,7 +371,7 @@ func (g *authGuard) review(key [sha256.Size]byte, addr, token string, size int, 
 // first is a token's first review, from the budget admitFirst chose.
 func (g *authGuard) first(key [sha256.Size]byte, addr, token string, now time.Time,
 	authenticate func() (*authenticator.Response, bool, *apiError)) firstReview {
-	l, v, retry, ok := g.admitFirst(addr, token, now)
+	l, v, retry, ok := g.admitFirst(key, addr, token, now)
 	if !ok {
 		return firstReview{throttled: true, retry: retry}
 	}
