@@ -73,6 +73,33 @@ func writeShareSpent(w http.ResponseWriter, whose string) {
 		map[string]string{"retryAfterSeconds": strconv.Itoa(inFlightRetryAfter)}))
 }
 
+func (s *Server) withAuthentication(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		op := s.opOf(r)
+		if op.entry.public() {
+			next.ServeHTTP(w, r)
+			return
+		}
+		// An address holds at most its share of the requests being
+		// authenticated (a TokenReview can take seconds), so that one
+		// address's clients cannot hold every slot before they are known.
+		addr := remoteHost(r)
+		if !s.addressShares.acquire(addr) {
+			writeShareSpent(w, "address")
+			return
+		}
+		// authenticateGuarded answers a refusal itself: 401, or 429 for an
+		// address whose failures spent its budget before any TokenReview.
+		user, ok := s.authenticateGuarded(w, r)
+		s.addressShares.release(addr)
+		if !ok {
+			return
+		}
+		op.user = user
+		next.ServeHTTP(w, r)
+	})
+}
+
 // withPrincipalShare bounds the requests in flight of one authenticated
 // principal, from authentication to the answer.
 func (s *Server) withPrincipalShare(next http.Handler) http.Handler {
