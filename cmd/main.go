@@ -130,6 +130,14 @@ func main() {
 
 	restConfig := ctrl.GetConfigOrDie()
 	restConfig.QPS, restConfig.Burst = float32(kubeAPIQPS), kubeAPIBurst
+	// One bad-token guard for the REST API and the metrics port: a flood
+	// on either spends the same budgets of TokenReviews.
+	tokenGuard, err := api.NewTokenGuard(restConfig, apiOpts)
+	if err != nil {
+		setupLog.Error(err, "failed to set up the token guard")
+		exit(1)
+	}
+	metricsFlags.Guard, apiOpts.Guard = tokenGuard, tokenGuard
 	if providerName == kubevirt.Name {
 		utilruntime.Must(kubevirt.AddToScheme(scheme))
 	}
@@ -154,6 +162,10 @@ func main() {
 	})
 	if err != nil {
 		setupLog.Error(err, "failed to create the manager")
+		exit(1)
+	}
+	if err := mgr.Add(tokenGuard); err != nil {
+		setupLog.Error(err, "failed to add the token guard")
 		exit(1)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

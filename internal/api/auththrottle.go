@@ -28,17 +28,39 @@ const acceptedTokenMemory = 15 * time.Minute
 const maxTokenCacheEntries = 10000
 
 // authGuard keeps clients that send bad tokens from costing kube-apiserver a
-// TokenReview each. Each review takes a token from its client address's
-// bucket, given back when the token authenticates; an address whose bucket
-// is empty is refused before its next token is reviewed. So only failures
-// spend the budget and the users behind one NAT are not slowed by each
-// other, and a token that authenticated in the last acceptedTokenMemory
-// passes even a throttled address (a real user's, it costs at most one
-// review per authentication cache TTL). A token that failed is refused from
-// memory, by its hash, for the authentication cache TTL.
+// TokenReview each, and keeps them from turning that protection against
+// good users. A token never seen before is reviewed from one of two
+// budgets (see admitFirst):
+//
+//   - a service-account token that checks out locally (the cluster's
+//     issuer, signed by one of its keys, within its times: saVerifier)
+//     from the budget of signed tokens, whatever its address: only the
+//     cluster issues these, so a flood of made-up tokens, from any number
+//     of addresses, never spends it, and a valid token is not refused
+//     because its address was flooded;
+//   - any other token from its client address's bucket and the global
+//     bucket at once, each given back when the token authenticates.
+//
+// So only failures spend a budget, the users behind one NAT are not slowed
+// by each other, and no number of addresses gets more than the global
+// burst of failed reviews. A token whose local check fails (forged) is
+// refused with no review. A token that authenticated in the last
+// acceptedTokenMemory passes even a throttled address (a real user's, it
+// costs at most one review per authentication cache TTL); if it then fails
+// (revoked), it is forgotten, its failure is charged to its address's and
+// the global budget, and its reviews spend them from then on, signed or not.
+// A token that failed is refused from memory, by its hash, for the
+// authentication cache TTL.
 type authGuard struct {
 	failures *rateLimiter // by client address
-	ttl      time.Duration
+	// global bounds the failed reviews of tokens that are not signed,
+	// from every address together; nil is unbounded.
+	global *rate.Limiter
+	// signedBudget bounds the failed reviews of signed tokens (revoked
+	// ones); nil is unbounded. verifier sorts tokens; nil sorts none.
+	signedBudget *rate.Limiter
+	verifier     *saVerifier
+	ttl          time.Duration
 
 	// firstReviews coalesces concurrent first reviews of one token, so
 	// that the clients sharing a token (and often an address) on a replica
@@ -49,6 +71,9 @@ type authGuard struct {
 	mu       sync.Mutex
 	rejected map[[sha256.Size]byte]time.Time
 	accepted map[[sha256.Size]byte]time.Time
+	// revokedTokens are tokens that authenticated and then failed: signed
+	// or not, their next reviews spend their address's budget.
+	revokedTokens map[[sha256.Size]byte]time.Time
 }
 
 func newAuthGuard(perSecond float64, burst int, ttl time.Duration) *authGuard {
@@ -57,8 +82,9 @@ func newAuthGuard(perSecond float64, burst int, ttl time.Duration) *authGuard {
 	}
 	return &authGuard{
 		failures: newRateLimiter(perSecond, burst), ttl: ttl,
-		rejected: map[[sha256.Size]byte]time.Time{},
-		accepted: map[[sha256.Size]byte]time.Time{},
+		rejected:      map[[sha256.Size]byte]time.Time{},
+		accepted:      map[[sha256.Size]byte]time.Time{},
+		revokedTokens: map[[sha256.Size]byte]time.Time{},
 	}
 }
 
@@ -79,14 +105,6 @@ func credentialsOf(r *http.Request) (key [sha256.Size]byte, size int, present bo
 	return key, size, present
 }
 
-// admit takes a failure from addr's bucket before its token is reviewed, so
-// that concurrent requests cannot all pass an empty bucket; the caller gives
-// it back when the token authenticates. ok is false, with the wait, when the
-// bucket is empty.
-func (g *authGuard) admit(addr string, now time.Time) (*rate.Reservation, time.Duration, bool) {
-	return g.failures.reserve(addr, now)
-}
-
 // rejectedToken remembers credentials that were definitely refused.
 func (g *authGuard) rejectedToken(key [sha256.Size]byte, now time.Time) {
 	g.mu.Lock()
@@ -98,6 +116,7 @@ func (g *authGuard) succeeded(key [sha256.Size]byte, now time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.accepted = remember(g.accepted, key, now.Add(acceptedTokenMemory), now)
+	delete(g.revokedTokens, key)
 }
 
 func remember(m map[[sha256.Size]byte]time.Time, key [sha256.Size]byte, until, now time.Time) map[[sha256.Size]byte]time.Time {
@@ -162,8 +181,8 @@ func authenticatedOnConnection(r *http.Request, now time.Time) (*authenticator.R
 
 // authenticateGuarded authenticates the request, or answers it (401, or 429
 // for a throttled address) and returns false. Only requests that pass the
-// size cap, the rejected-token cache and the address's failure budget reach
-// the authenticators.
+// size cap, the rejected-token cache and the guard's budgets reach the
+// authenticators.
 func (s *Server) authenticateGuarded(w http.ResponseWriter, r *http.Request) (*authenticator.Response, bool) {
 	now := time.Now()
 	if resp, ok := authenticatedOnConnection(r, now); ok {
@@ -183,10 +202,9 @@ func (s *Server) authenticateGuarded(w http.ResponseWriter, r *http.Request) (*a
 	if !present || r.Header.Get("Authorization") == "" {
 		return deny(newError(http.StatusUnauthorized, ReasonUnauthenticated, "the request has no bearer token: send Authorization: Bearer <token>", nil))
 	}
-	invalid := errInvalidToken
 	if g == nil {
 		if size > maxTokenBytes {
-			return deny(invalid)
+			return deny(errInvalidToken)
 		}
 		resp, _, aerr := s.authenticateDetailed(r)
 		if aerr != nil {
@@ -194,61 +212,76 @@ func (s *Server) authenticateGuarded(w http.ResponseWriter, r *http.Request) (*a
 		}
 		return resp, true
 	}
-	if g.known(true, key, now) {
-		return deny(invalid)
+	out := g.review(key, addr, bearerToken(r), size, now, true, func() (*authenticator.Response, bool, *apiError) {
+		return s.authenticateDetailed(r)
+	})
+	switch {
+	case out.throttled:
+		writeThrottled(w, out.retry)
+		return nil, false
+	case out.aerr != nil:
+		return deny(out.aerr)
+	}
+	return out.resp, true
+}
+
+// review authenticates a request's credentials (key, of size; token when
+// it is a bearer token alone) through the guard, calling authenticate only
+// when the guard lets it. coalesce shares a first review among the
+// concurrent requests that carry the same credentials (authenticate must
+// then only authenticate).
+func (g *authGuard) review(key [sha256.Size]byte, addr, token string, size int, now time.Time, coalesce bool,
+	authenticate func() (*authenticator.Response, bool, *apiError)) firstReview {
+	if g.known(true, key, now) || size > maxTokenBytes {
+		return firstReview{aerr: errInvalidToken}
 	}
 	// A token that authenticated recently is in the authenticator's cache:
 	// it costs no TokenReview and passes even a throttled address.
 	if g.known(false, key, now) {
-		if size > maxTokenBytes {
-			return deny(invalid)
-		}
-		resp, definite, aerr := s.authenticateDetailed(r)
+		resp, definite, aerr := authenticate()
 		if aerr != nil {
 			if definite {
-				g.rejectedToken(key, now)
+				g.revoked(key, addr, now)
 			}
-			return deny(aerr)
+			return firstReview{aerr: aerr}
 		}
 		g.succeeded(key, now)
-		return resp, true
+		return firstReview{resp: resp}
+	}
+	if !coalesce {
+		return g.first(key, addr, token, now, authenticate)
 	}
 	v, _, _ := g.firstReviews.Do(string(key[:]), func() (any, error) {
-		var first firstReview
-		reservation, retry, ok := g.admit(addr, now)
-		if !ok {
-			first.throttled, first.retry = true, retry
-			return first, nil
-		}
-		if size > maxTokenBytes {
-			first.aerr = invalid
-			return first, nil
-		}
-		var definite bool
-		first.resp, definite, first.aerr = s.authenticateDetailed(r)
-		if first.aerr != nil {
-			if definite {
-				g.rejectedToken(key, now)
-			}
-			return first, nil
-		}
-		reservation.CancelAt(now)
-		g.succeeded(key, now)
-		return first, nil
+		return g.first(key, addr, token, now, authenticate), nil
 	})
-	first := v.(firstReview)
-	switch {
-	case first.throttled:
-		writeThrottled(w, first.retry)
-		return nil, false
-	case first.aerr != nil:
-		return deny(first.aerr)
-	}
-	return first.resp, true
+	return v.(firstReview)
 }
 
-// firstReview is the outcome of a token's first review at an address,
-// shared by the requests that carried the token meanwhile.
+// first is a token's first review, from the budget admitFirst chose.
+func (g *authGuard) first(key [sha256.Size]byte, addr, token string, now time.Time,
+	authenticate func() (*authenticator.Response, bool, *apiError)) firstReview {
+	l, v, retry, ok := g.admitFirst(key, addr, token, now)
+	if !ok {
+		return firstReview{throttled: true, retry: retry}
+	}
+	if v == forged {
+		g.rejectedToken(key, now)
+		return firstReview{aerr: errInvalidToken}
+	}
+	resp, definite, aerr := authenticate()
+	if aerr != nil {
+		if definite {
+			g.rejectedToken(key, now)
+		}
+		return firstReview{aerr: aerr}
+	}
+	l.giveBack(now)
+	g.succeeded(key, now)
+	return firstReview{resp: resp}
+}
+
+// firstReview is the outcome of a guarded review, shared by the requests
+// that carried the token meanwhile.
 type firstReview struct {
 	resp      *authenticator.Response
 	aerr      *apiError

@@ -36,11 +36,14 @@ func (s *Server) handlerChain() []middleware {
 		s.withRoute,          // the route table: 404, 405 with Allow
 		s.withInFlight,       // API operations at once: 503 with Retry-After past the bound
 		s.withDeadline,       // RequestTimeout bounds an operation's work
-		s.withAuthentication, // bearer token: 401; an address whose tokens keep failing: 429 before review
+		s.withAuthentication, // bearer token: 401; an address whose tokens keep failing, or with too many being reviewed: 429 before review
+		s.withPrincipalShare, // requests in flight per principal: 429 past its share
 		s.withRateLimit,      // per principal: 429 with Retry-After
 		s.withNamespace,      // region and project name one namespace
 		s.withAuthorization,  // SubjectAccessReview of the route's verb: 403, permission before existence
 		s.withProject,        // the project exists: 404, or 500 for a project claimed twice
+		s.withProjectShare,   // requests in flight per project: 429 past its share
+		s.withBodyDeadline,   // the body's own read deadline: 408 past it
 	}
 }
 
@@ -164,6 +167,10 @@ type statusRecorder struct {
 	status int
 	bytes  int
 }
+
+// Unwrap lets http.ResponseController reach the connection (the body's
+// read deadline).
+func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (w *statusRecorder) WriteHeader(code int) {
 	if w.status == 0 {
@@ -304,24 +311,6 @@ func (s *Server) withInFlight(next http.Handler) http.Handler {
 			return
 		}
 		s.inFlight.serve(w, r, next.ServeHTTP)
-	})
-}
-
-func (s *Server) withAuthentication(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		op := s.opOf(r)
-		if op.entry.public() {
-			next.ServeHTTP(w, r)
-			return
-		}
-		// authenticateGuarded answers a refusal itself: 401, or 429 for an
-		// address whose failures spent its budget before any TokenReview.
-		user, ok := s.authenticateGuarded(w, r)
-		if !ok {
-			return
-		}
-		op.user = user
-		next.ServeHTTP(w, r)
 	})
 }
 

@@ -31,9 +31,13 @@ func (op *operation) scope() map[string]string {
 
 // authorize asks the cluster's RBAC (by a cached SubjectAccessReview) whether
 // the caller may do the route's verb on instances in its namespace ("", for
-// a project of no namespace or of several, is every namespace).
+// a project of several, is every namespace; a project of none is asked
+// about as unmappedNamespace says, the same question as a known one's).
 func (op *operation) authorize(ctx context.Context) error {
 	ns := op.ns
+	if ns == "" && op.nsConflict == nil && validScope(op.rt.region) && validScope(op.rt.project) {
+		ns = unmappedNamespace(op.rt.region, op.rt.project)
+	}
 	attrs := authorizer.AttributesRecord{
 		User:            op.user.User,
 		Verb:            op.entry.verb,
@@ -398,6 +402,9 @@ func (op *operation) readBody(required bool, mediaTypes ...string) ([]byte, erro
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return nil, tooLarge
+		}
+		if aerr := bodyReadError(err, op.s.opts.BodyReadTimeout); aerr != nil {
+			return nil, aerr
 		}
 		return nil, newError(http.StatusBadRequest, ReasonMalformedRequestBody, "the request body could not be read", nil)
 	}

@@ -35,15 +35,21 @@ func (e *errScopeConflict) Error() string {
 	return fmt.Sprintf("namespaces %v all claim the same region and project", e.namespaces)
 }
 
-// scopeCache remembers the namespace found for a region and project, so
-// that a request does not list the cache's namespaces by index (a
-// reflective copy of each). Any namespace added, deleted or relabelled
-// clears it; a lookup that raced such a change does not store its answer.
+// scopeCache remembers the namespace found for a region and project, or
+// that none serves it, so that a request does not list the cache's
+// namespaces by index (a reflective copy of each), and a project that
+// exists and one that does not cost the same map lookup. Any namespace
+// added, deleted or relabelled clears it; a lookup that raced such a
+// change does not store its answer. It holds at most maxScopes answers
+// (strangers choose the names they ask about), past which it starts over.
 type scopeCache struct {
 	mu         sync.RWMutex
 	generation uint64
 	namespaces map[scope]string
 }
+
+// maxScopes bounds the answers scopeCache holds.
+const maxScopes = 4096
 
 type scope struct{ region, project string }
 
@@ -60,9 +66,13 @@ func (c *scopeCache) get(sc scope) (ns string, generation uint64, ok bool) {
 func (c *scopeCache) put(sc scope, ns string, generation uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.generation == generation {
-		c.namespaces[sc] = ns
+	if c.generation != generation {
+		return
 	}
+	if _, ok := c.namespaces[sc]; !ok && len(c.namespaces) >= maxScopes {
+		clear(c.namespaces)
+	}
+	c.namespaces[sc] = ns
 }
 
 func (c *scopeCache) clear() {
@@ -94,8 +104,11 @@ func scopeKeyOf(obj client.Object) string {
 }
 
 // namespaceFor finds the namespace serving region and project: "" when there
-// is none. It reads the informer cache, and the API server when the cache
-// knows none (a namespace labelled a moment ago).
+// is none. It reads the informer cache only, never the API server: a caller
+// with no role at all chooses the names it asks about, and must cost
+// kube-apiserver nothing (the server is ready only once the cache synced; a
+// namespace labelled a moment ago is served once its event arrives, within
+// the watch's latency).
 func (s *Server) namespaceFor(ctx context.Context, region, project string) (string, error) {
 	if s.scopes == nil {
 		return s.lookUpNamespace(ctx, region, project)
@@ -106,7 +119,7 @@ func (s *Server) namespaceFor(ctx context.Context, region, project string) (stri
 		return ns, nil
 	}
 	ns, err := s.lookUpNamespace(ctx, region, project)
-	if err == nil && ns != "" {
+	if err == nil {
 		s.scopes.put(sc, ns, generation)
 	}
 	return ns, err
@@ -117,14 +130,6 @@ func (s *Server) lookUpNamespace(ctx context.Context, region, project string) (s
 	// Only the names are read: the cache's objects need no copy.
 	if err := s.kubeClient.List(ctx, &list, client.MatchingFields{namespaceScopeIndex: scopeKey(region, project)}, client.UnsafeDisableDeepCopy); err != nil {
 		return "", fmt.Errorf("failed to list namespaces from the cache: %w", err)
-	}
-	if len(list.Items) == 0 {
-		if err := s.live.List(ctx, &list, client.MatchingLabels{
-			computev1alpha1.RegionLabel:  region,
-			computev1alpha1.ProjectLabel: project,
-		}); err != nil {
-			return "", fmt.Errorf("failed to list namespaces: %w", err)
-		}
 	}
 	switch len(list.Items) {
 	case 0:
@@ -138,4 +143,16 @@ func (s *Server) lookUpNamespace(ctx context.Context, region, project string) (s
 	}
 	sort.Strings(names)
 	return "", &errScopeConflict{namespaces: names}
+}
+
+// unmappedNamespace is the namespace the authorization question names for a
+// project that no namespace serves. It cannot be a namespace's name (it holds
+// a '/'), so no RoleBinding can grant anything in it and only a caller with
+// the verb in every namespace is allowed (and then learns that the project
+// does not exist, 404); and it differs per project, so the question for an
+// unknown project is as new to the decision cache as the question for a
+// known one: a 403 takes the same path, the same SubjectAccessReviews,
+// whether the project exists or not.
+func unmappedNamespace(region, project string) string {
+	return "unmapped.compute.k0rdent.ai/" + region + "/" + project
 }

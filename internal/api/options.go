@@ -68,9 +68,33 @@ type Options struct {
 	// the most TokenReviews a flood of bad tokens from one address costs at once.
 	AuthFailureRate  float64
 	AuthFailureBurst int
+	// AuthReviewRate and AuthReviewBurst bound the failed TokenReviews of
+	// tokens that do not check out locally from every address together:
+	// no number of addresses costs more. AuthSignedReviewRate and
+	// AuthSignedReviewBurst bound those of service-account tokens that do
+	// (the cluster's issuer and signature: revoked ones), whatever their
+	// address. 0 per second leaves a budget unbounded.
+	AuthReviewRate        float64
+	AuthReviewBurst       int
+	AuthSignedReviewRate  float64
+	AuthSignedReviewBurst int
+	// Guard, when set, is the guard to use (one shared with the metrics
+	// endpoint); nil makes one from these options.
+	Guard *TokenGuard
 	// MaxRequestsInFlight bounds the API requests served at once (503 with
 	// Retry-After past it); 0 is unbounded.
 	MaxRequestsInFlight int
+	// MaxRequestsInFlightPerPrincipal and MaxRequestsInFlightPerProject
+	// are each one's share of MaxRequestsInFlight (429 with Retry-After past
+	// it), so that one principal's or project's slow clients leave slots for
+	// the others; MaxAuthenticationsInFlightPerAddress is one client
+	// address's share of the requests being authenticated. 0 turns a share off.
+	MaxRequestsInFlightPerPrincipal      int
+	MaxRequestsInFlightPerProject        int
+	MaxAuthenticationsInFlightPerAddress int
+	// BodyReadTimeout is the time a request body has to arrive once the
+	// request is allowed (408 past it); 0 leaves only ReadTimeout.
+	BodyReadTimeout time.Duration
 
 	// MaxBodyBytes caps a request body.
 	MaxBodyBytes int64
@@ -98,15 +122,29 @@ func DefaultOptions() Options {
 		RateBurst:          200,
 		AuthFailureRate:    1,
 		AuthFailureBurst:   20,
+		// Ten addresses' bursts at most, however many there are.
+		AuthReviewRate:  5,
+		AuthReviewBurst: 50,
+		// Spent only by tokens the cluster signed that fail review.
+		AuthSignedReviewRate:  10,
+		AuthSignedReviewBurst: 100,
 		// 256 requests of up to a 1 MiB body and a 500-item page stay
 		// well inside the manager's 512 MiB memory limit.
 		MaxRequestsInFlight: 256,
-		MaxBodyBytes:        1 << 20,
-		ReadHeaderTimeout:   5 * time.Second,
-		ReadTimeout:         30 * time.Second,
-		WriteTimeout:        30 * time.Second,
-		IdleTimeout:         120 * time.Second,
-		RequestTimeout:      20 * time.Second,
+		// A quarter for a principal, half for a project: a project's
+		// slow clients leave at least half the slots to the others.
+		MaxRequestsInFlightPerPrincipal:      64,
+		MaxRequestsInFlightPerProject:        128,
+		MaxAuthenticationsInFlightPerAddress: 64,
+		// A 1 MiB body takes well under a second on any link a client
+		// of a cloud API has.
+		BodyReadTimeout:   5 * time.Second,
+		MaxBodyBytes:      1 << 20,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		RequestTimeout:    20 * time.Second,
 	}
 }
 
@@ -153,7 +191,15 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.RateBurst, "api-rate-burst", o.RateBurst, "Burst of requests allowed to one principal.")
 	fs.Float64Var(&o.AuthFailureRate, "api-auth-failure-rate", o.AuthFailureRate, "Failed authentications per second allowed to one client address before its tokens are refused unreviewed (429); 0 turns the throttle off.")
 	fs.IntVar(&o.AuthFailureBurst, "api-auth-failure-burst", o.AuthFailureBurst, "Burst of failed authentications allowed to one client address: the most TokenReviews a flood of bad tokens from it costs.")
+	fs.Float64Var(&o.AuthReviewRate, "api-auth-review-rate", o.AuthReviewRate, "Failed TokenReviews per second of tokens that do not check out locally, from all addresses together (the REST API and the metrics endpoint); past it 429 before review. 0 is unbounded.")
+	fs.IntVar(&o.AuthReviewBurst, "api-auth-review-burst", o.AuthReviewBurst, "Burst of --api-auth-review-rate: the most TokenReviews a flood of bad tokens from any number of addresses costs at once.")
+	fs.Float64Var(&o.AuthSignedReviewRate, "api-auth-signed-review-rate", o.AuthSignedReviewRate, "Failed TokenReviews per second of service-account tokens the cluster signed (revoked ones), whatever their address. 0 is unbounded.")
+	fs.IntVar(&o.AuthSignedReviewBurst, "api-auth-signed-review-burst", o.AuthSignedReviewBurst, "Burst of --api-auth-signed-review-rate.")
 	fs.IntVar(&o.MaxRequestsInFlight, "api-max-requests-in-flight", o.MaxRequestsInFlight, "API requests served at once; past it 503 with Retry-After. 0 is unbounded.")
+	fs.IntVar(&o.MaxRequestsInFlightPerPrincipal, "api-max-requests-in-flight-per-principal", o.MaxRequestsInFlightPerPrincipal, "API requests one principal may have in flight at once; past it 429 with Retry-After. 0 is no share.")
+	fs.IntVar(&o.MaxRequestsInFlightPerProject, "api-max-requests-in-flight-per-project", o.MaxRequestsInFlightPerProject, "Authorized API requests one project may have in flight at once; past it 429 with Retry-After. 0 is no share.")
+	fs.IntVar(&o.MaxAuthenticationsInFlightPerAddress, "api-max-authentications-in-flight-per-address", o.MaxAuthenticationsInFlightPerAddress, "Requests from one client address being authenticated at once; past it 429 with Retry-After. 0 is no share.")
+	fs.DurationVar(&o.BodyReadTimeout, "api-body-read-timeout", o.BodyReadTimeout, "Time a request body has to arrive once the request is allowed; past it 408. 0 leaves only --api-read-timeout.")
 	fs.Int64Var(&o.MaxBodyBytes, "api-max-body-bytes", o.MaxBodyBytes, "Largest request body accepted.")
 	fs.DurationVar(&o.ReadHeaderTimeout, "api-read-header-timeout", o.ReadHeaderTimeout, "Time allowed to read a request's headers.")
 	fs.DurationVar(&o.ReadTimeout, "api-read-timeout", o.ReadTimeout, "Time allowed to read a whole request.")
@@ -189,8 +235,15 @@ func (o *Options) validate() error {
 	if o.AuthFailureRate < 0 || (o.AuthFailureRate > 0 && o.AuthFailureBurst < 1) {
 		return errors.New("--api-auth-failure-rate must be >= 0 and --api-auth-failure-burst >= 1")
 	}
-	if o.MaxRequestsInFlight < 0 {
-		return errors.New("--api-max-requests-in-flight must be >= 0")
+	if o.AuthReviewRate < 0 || (o.AuthReviewRate > 0 && o.AuthReviewBurst < 1) ||
+		o.AuthSignedReviewRate < 0 || (o.AuthSignedReviewRate > 0 && o.AuthSignedReviewBurst < 1) {
+		return errors.New("--api-auth-review-rate and --api-auth-signed-review-rate must be >= 0, with bursts >= 1")
+	}
+	if o.MaxRequestsInFlight < 0 || o.MaxRequestsInFlightPerPrincipal < 0 || o.MaxRequestsInFlightPerProject < 0 || o.MaxAuthenticationsInFlightPerAddress < 0 {
+		return errors.New("--api-max-requests-in-flight and its shares (per principal, per project, per address) must be >= 0")
+	}
+	if o.BodyReadTimeout < 0 {
+		return errors.New("--api-body-read-timeout must be >= 0")
 	}
 	return nil
 }

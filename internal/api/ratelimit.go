@@ -48,7 +48,27 @@ func (l *rateLimiter) limit(key string) (retryAfter time.Duration, limited bool)
 // the caller may give back (CancelAt); when the bucket is empty ok is false,
 // with how long to wait, and nothing is taken.
 func (l *rateLimiter) reserve(key string, now time.Time) (r *rate.Reservation, retryAfter time.Duration, ok bool) {
+	r = l.limiterFor(key, now).ReserveN(now, 1)
+	if delay := r.DelayFrom(now); delay > 0 {
+		r.CancelAt(now)
+		return nil, delay, false
+	}
+	return r, 0, true
+}
+
+// charge takes a token from key's bucket even when it is empty, so that
+// the bucket owes it: a failure known only after the fact still counts.
+func (l *rateLimiter) charge(key string, now time.Time) {
+	if l == nil {
+		return
+	}
+	l.limiterFor(key, now).ReserveN(now, 1)
+}
+
+// limiterFor is key's bucket, made when key has none.
+func (l *rateLimiter) limiterFor(key string, now time.Time) *rate.Limiter {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	pl, found := l.limiters[key]
 	if !found {
 		if len(l.limiters) >= maxLimiters {
@@ -58,14 +78,7 @@ func (l *rateLimiter) reserve(key string, now time.Time) (r *rate.Reservation, r
 		l.limiters[key] = pl
 	}
 	pl.lastSeen = now
-	l.mu.Unlock()
-
-	r = pl.limiter.ReserveN(now, 1)
-	if delay := r.DelayFrom(now); delay > 0 {
-		r.CancelAt(now)
-		return nil, delay, false
-	}
-	return r, 0, true
+	return pl.limiter
 }
 
 // evictIdle drops limiters whose bucket has refilled; the caller holds mu.

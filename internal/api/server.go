@@ -56,9 +56,14 @@ type Server struct {
 	rate   *rateLimiter
 	// guard throttles addresses whose tokens keep failing, before review.
 	guard *authGuard
-	// inFlight bounds the API requests being served at once.
-	inFlight inFlight
-	base     logr.Logger
+	// inFlight bounds the API requests being served at once; the shares
+	// bound those of one address (while being authenticated), one
+	// principal and one project.
+	inFlight        inFlight
+	addressShares   *shares
+	principalShares *shares
+	projectShares   *shares
+	base            logr.Logger
 
 	ready     atomic.Bool
 	listening chan struct{}
@@ -93,12 +98,25 @@ func AddToManager(mgr manager.Manager, opts Options) (*Server, error) {
 		kubeClient: mgr.GetClient(),
 		live:       mgr.GetAPIReader(),
 		rate:       newRateLimiter(opts.RateLimit, opts.RateBurst),
-		guard:      newAuthGuard(opts.AuthFailureRate, opts.AuthFailureBurst, opts.AuthnCacheTTL),
 		inFlight:   newInFlight(opts.MaxRequestsInFlight),
-		base:       ctrl.Log.WithName("api"),
-		listening:  make(chan struct{}),
-		scopes:     newScopeCache(),
+		// nil shares (a bound of 0) leave the global bound alone.
+		addressShares:   newShares(opts.MaxAuthenticationsInFlightPerAddress),
+		principalShares: newShares(opts.MaxRequestsInFlightPerPrincipal),
+		projectShares:   newShares(opts.MaxRequestsInFlightPerProject),
+		base:            ctrl.Log.WithName("api"),
+		listening:       make(chan struct{}),
+		scopes:          newScopeCache(),
 	}
+	guard := opts.Guard
+	if guard == nil {
+		if guard, err = NewTokenGuard(mgr.GetConfig(), opts); err != nil {
+			return nil, err
+		}
+		if err := mgr.Add(guard); err != nil {
+			return nil, fmt.Errorf("failed to add the token guard to the manager: %w", err)
+		}
+	}
+	s.guard = guard.g
 	if _, err := namespaces.AddEventHandler(s.scopes.handler()); err != nil {
 		return nil, fmt.Errorf("failed to watch namespaces: %w", err)
 	}

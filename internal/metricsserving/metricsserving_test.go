@@ -22,6 +22,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/k0rdent-ai/instance-operator/internal/api"
 	"github.com/k0rdent-ai/instance-operator/internal/testenv"
 )
 
@@ -114,6 +115,56 @@ func TestScrapeNeedsAMetricsReaderToken(t *testing.T) {
 	if code, _ := scrape(t, "http://"+url, tokens["prometheus"]); code == http.StatusOK {
 		t.Errorf("secure metrics answered plain HTTP")
 	}
+}
+
+// TestMetricsTokenFloodIsGuarded: random bearer tokens sent to the metrics
+// port cost at most the guard's burst of TokenReviews (counted by
+// kube-apiserver), as on the REST API, instead of one each.
+func TestMetricsTokenFloodIsGuarded(t *testing.T) {
+	const burst, flood = 5, 40
+	opts := api.DefaultOptions()
+	opts.AuthFailureRate, opts.AuthFailureBurst = 0.01, burst
+	guard, err := api.NewTokenGuard(env.Config, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := startManager(t, Flags{BindAddress: freeAddress(t), Secure: true, Guard: guard})
+	cs := kubernetes.NewForConfigOrDie(env.Config)
+	before := tokenReviews(t, cs)
+	codes := map[int]int{}
+	for i := range flood {
+		code, _ := scrape(t, "https://"+url, fmt.Sprintf("random-token-%d-%d", time.Now().UnixNano(), i))
+		codes[code]++
+	}
+	reviews := tokenReviews(t, cs) - before
+	t.Logf("%d random tokens: answers %v, %.0f TokenReviews", flood, codes, reviews)
+	if reviews > burst+1 {
+		t.Errorf("a flood of %d random tokens on the metrics port cost %.0f TokenReviews; want at most the burst %d (+1)", flood, reviews, burst)
+	}
+	if codes[http.StatusTooManyRequests] == 0 {
+		t.Errorf("no token of the flood was refused before review: %v", codes)
+	}
+}
+
+// tokenReviews is kube-apiserver's own count of the TokenReviews it served.
+func tokenReviews(t *testing.T, cs kubernetes.Interface) float64 {
+	t.Helper()
+	body, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total float64
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, "apiserver_request_total{") || !strings.Contains(line, `resource="tokenreviews"`) {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err != nil {
+			t.Fatalf("bad metric line %q", line)
+		}
+		total += v
+	}
+	return total
 }
 
 func TestInsecureMetricsForLocalUse(t *testing.T) {

@@ -171,6 +171,10 @@ func hostileClients(ctx context.Context, e env, results *checks) error {
 		// The bad-token throttle has its own part (tenancy); here every
 		// hostile kind must reach the checks it is aimed at.
 		"--api-auth-failure-rate=1000000", "--api-auth-failure-burst=1000000",
+		// As the rate limits: the shares of the in-flight bound have their
+		// own part (tenancy), and here one token and one address send all.
+		"--api-max-requests-in-flight-per-principal=0", "--api-max-requests-in-flight-per-project=0",
+		"--api-max-authentications-in-flight-per-address=0", "--api-auth-review-rate=0",
 		"--api-oidc-issuer-url="+issuer.URL(), "--api-oidc-client-id="+oidcClientID, "--api-oidc-ca-file="+caFile)
 	if err != nil {
 		return err
