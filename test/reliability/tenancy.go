@@ -227,6 +227,7 @@ func tenancyAttacks(ctx context.Context, e env, results *checks) error {
 			return refusedREST(ctx, code, body, err, devstack.SampleNamespace, id)
 		}},
 	}
+	attacks = append(attacks, inputAttacks(inputKit{callAPI, refusedREST, refusedKube, instance, admin, attacker, clientset})...)
 
 	succeededTotal := 0
 	for _, a := range attacks {

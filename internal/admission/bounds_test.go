@@ -1,0 +1,65 @@
+package admission_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
+)
+
+// boundedManifest is an Instance manifest with labels labels and
+// annotations annotations, as a kubectl user writes it.
+func boundedManifest(name string, labels, annotations int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: compute.k0rdent.ai/v1alpha1\nkind: Instance\nmetadata:\n  name: %s\n  namespace: %s\n", name, namespace)
+	if labels > 0 {
+		b.WriteString("  labels:\n")
+		for i := range labels {
+			fmt.Fprintf(&b, "    label-%d: v\n", i)
+		}
+	}
+	if annotations > 0 {
+		b.WriteString("  annotations:\n")
+		for i := range annotations {
+			fmt.Fprintf(&b, "    example.com/note-%d: v\n", i)
+		}
+	}
+	b.WriteString("spec:\n  type: /v1/regions/us-texas-1/zones/us1-a/instance-types/g1-small\n")
+	return b.String()
+}
+
+// TestKubectlMeetsTheLabelBounds: config/admission's instance-bounds policy
+// holds kubectl users to the REST API's bounds (api/v1alpha1 MaxLabels,
+// MaxAnnotations), which the CRD's schema cannot express: an Instance of 65
+// labels or annotations is refused, one of 64 is stored, and a stored
+// Instance cannot grow past the bound by a later edit.
+func TestKubectlMeetsTheLabelBounds(t *testing.T) {
+	// kubectl create, not apply: apply's last-applied annotation would count.
+	for _, c := range []struct {
+		name                string
+		labels, annotations int
+		refused             string
+	}{
+		{"bounds-65-labels", computev1alpha1.MaxLabels + 1, 0, "at most 64 labels"},
+		{"bounds-65-annotations", 0, computev1alpha1.MaxAnnotations + 1, "at most 64 annotations"},
+		// kube-apiserver adds compute.k0rdent.ai/created-by, which counts.
+		{"bounds-64-each", computev1alpha1.MaxLabels, computev1alpha1.MaxAnnotations - 1, ""},
+	} {
+		out, errOut, err := env.Kubectl(t, boundedManifest(c.name, c.labels, c.annotations), "create", "-f", "-")
+		switch {
+		case c.refused == "" && err != nil:
+			t.Errorf("%s: refused: %v\n%s%s", c.name, err, out, errOut)
+		case c.refused != "" && (err == nil || !strings.Contains(errOut, c.refused)):
+			t.Errorf("%s: want refused with %q, got %v\n%s%s", c.name, c.refused, err, out, errOut)
+		}
+	}
+	out, errOut, err := env.Kubectl(t, "", "label", "-n", namespace, "instance", "bounds-64-each", "one-more=v")
+	if err == nil || !strings.Contains(errOut, "at most 64 labels") {
+		t.Errorf("a 65th label added by kubectl label: %v\n%s%s", err, out, errOut)
+	}
+	// Changing a label's value and removing one stay allowed.
+	if out, errOut, err := env.Kubectl(t, "", "label", "-n", namespace, "--overwrite", "instance", "bounds-64-each", "label-0=w", "label-1-"); err != nil {
+		t.Errorf("relabelling within the bound: %v\n%s%s", err, out, errOut)
+	}
+}
