@@ -41,6 +41,10 @@ const (
 	// last-applied-configuration of an Instance whose instanceMetadata is
 	// near its own bound.
 	MaxAnnotations = 64
+	// MaxFinalizers and MaxOwnerReferences bound the other lists of
+	// metadata that a writer fills and Kubernetes leaves unbounded.
+	MaxFinalizers      = 16
+	MaxOwnerReferences = 16
 )
 
 // Patterns of the CRD's free-text fields: no control characters, except that

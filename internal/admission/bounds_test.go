@@ -10,7 +10,7 @@ import (
 
 // boundedManifest is an Instance manifest with labels labels and
 // annotations annotations, as a kubectl user writes it.
-func boundedManifest(name string, labels, annotations int) string {
+func boundedManifest(name string, labels, annotations, finalizers int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "apiVersion: compute.k0rdent.ai/v1alpha1\nkind: Instance\nmetadata:\n  name: %s\n  namespace: %s\n", name, namespace)
 	if labels > 0 {
@@ -25,28 +25,37 @@ func boundedManifest(name string, labels, annotations int) string {
 			fmt.Fprintf(&b, "    example.com/note-%d: v\n", i)
 		}
 	}
+	if finalizers > 0 {
+		b.WriteString("  finalizers:\n")
+		for i := range finalizers {
+			fmt.Fprintf(&b, "  - example.com/hold-%d\n", i)
+		}
+	}
 	b.WriteString("spec:\n  type: /v1/regions/us-texas-1/zones/us1-a/instance-types/g1-small\n")
 	return b.String()
 }
 
 // TestKubectlMeetsTheLabelBounds: config/admission's instance-bounds policy
 // holds kubectl users to the REST API's bounds (api/v1alpha1 MaxLabels,
-// MaxAnnotations), which the CRD's schema cannot express: an Instance of 65
-// labels or annotations is refused, one of 64 is stored, and a stored
+// MaxAnnotations, MaxFinalizers), which the CRD's schema cannot express: an
+// Instance of 65 labels or annotations or 17 finalizers is refused, one at
+// the bounds is stored, and a stored
 // Instance cannot grow past the bound by a later edit.
 func TestKubectlMeetsTheLabelBounds(t *testing.T) {
 	// kubectl create, not apply: apply's last-applied annotation would count.
 	for _, c := range []struct {
-		name                string
-		labels, annotations int
-		refused             string
+		name                            string
+		labels, annotations, finalizers int
+		refused                         string
 	}{
-		{"bounds-65-labels", computev1alpha1.MaxLabels + 1, 0, "at most 64 labels"},
-		{"bounds-65-annotations", 0, computev1alpha1.MaxAnnotations + 1, "at most 64 annotations"},
-		// kube-apiserver adds compute.k0rdent.ai/created-by, which counts.
-		{"bounds-64-each", computev1alpha1.MaxLabels, computev1alpha1.MaxAnnotations - 1, ""},
+		{"bounds-65-labels", computev1alpha1.MaxLabels + 1, 0, 0, "at most 64 labels"},
+		{"bounds-65-annotations", 0, computev1alpha1.MaxAnnotations + 1, 0, "at most 64 annotations"},
+		{"bounds-17-finalizers", 0, 0, computev1alpha1.MaxFinalizers + 1, "at most 16 finalizers"},
+		// kube-apiserver adds compute.k0rdent.ai/created-by and the
+		// operator's finalizer, which count.
+		{"bounds-64-each", computev1alpha1.MaxLabels, computev1alpha1.MaxAnnotations - 1, computev1alpha1.MaxFinalizers - 1, ""},
 	} {
-		out, errOut, err := env.Kubectl(t, boundedManifest(c.name, c.labels, c.annotations), "create", "-f", "-")
+		out, errOut, err := env.Kubectl(t, boundedManifest(c.name, c.labels, c.annotations, c.finalizers), "create", "-f", "-")
 		switch {
 		case c.refused == "" && err != nil:
 			t.Errorf("%s: refused: %v\n%s%s", c.name, err, out, errOut)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -195,4 +196,26 @@ func TestDryRunCreatesNothing(t *testing.T) {
 	// The caller's own rights still apply.
 	call(t, http.MethodPost, collectionPath+"?dryRun=All", tokens["viewer"], map[string]any{"type": typeURI}).
 		envelope(t, http.StatusForbidden, ReasonPermissionDenied)
+}
+
+// TestQueryParamsAreTheDocument: the query parameters each operation takes
+// (queryParams) are those openapi.json documents for it, no more, no fewer.
+func TestQueryParamsAreTheDocument(t *testing.T) {
+	for _, e := range routeTable {
+		if e.operationID == "" || e.public() {
+			continue
+		}
+		op := spec.Paths.Value(e.template).GetOperation(e.method)
+		var documented []string
+		for _, p := range op.Parameters {
+			if p.Value != nil && p.Value.In == "query" {
+				documented = append(documented, p.Value.Name)
+			}
+		}
+		slices.Sort(documented)
+		taken := slices.Sorted(slices.Values(queryParams[e.operationID]))
+		if !slices.Equal(documented, taken) {
+			t.Errorf("%s: documented query parameters %v, served %v", e.operationID, documented, taken)
+		}
+	}
 }
