@@ -1,9 +1,16 @@
 package admission_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 )
@@ -42,6 +49,25 @@ func boundedManifest(name string, labels, annotations, finalizers int) string {
 // the bounds is stored, and a stored
 // Instance cannot grow past the bound by a later edit.
 func TestKubectlMeetsTheLabelBounds(t *testing.T) {
+	// kube-apiserver enforces a policy once its informer has it; TestMain
+	// waited for the finalizer policy only.
+	probe := &unstructured.Unstructured{}
+	probe.SetAPIVersion(computev1alpha1.GroupVersion.String())
+	probe.SetKind("Instance")
+	probe.SetNamespace(namespace)
+	probe.SetName("bounds-probe")
+	labels := map[string]string{}
+	for i := range computev1alpha1.MaxLabels + 1 {
+		labels[fmt.Sprintf("l%d", i)] = "v"
+	}
+	probe.SetLabels(labels)
+	_ = unstructured.SetNestedField(probe.Object, "/v1/regions/us-texas-1/zones/us1-a/instance-types/g1-small", "spec", "type")
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		return apierrors.IsInvalid(env.Client.Create(ctx, probe.DeepCopy(), client.DryRunAll)), nil
+	})
+	if err != nil {
+		t.Fatalf("the instance-bounds policy is not enforced after 30s: %v", err)
+	}
 	// kubectl create, not apply: apply's last-applied annotation would count.
 	for _, c := range []struct {
 		name                            string
