@@ -112,7 +112,7 @@ func TestRefusesWhatItDoesNotUnderstand(t *testing.T) {
 		{"dryRun on PATCH", http.MethodPatch, instancePath("input-target") + "?dryRun=All", `{"description":"x"}`, ReasonInvalidArgument},
 		{"bad escape in pageToken", http.MethodGet, collectionPath + "?pageToken=%%%", nil, ReasonInvalidPageToken},
 		{"bad escape in pageSize", http.MethodGet, collectionPath + "?pageSize=%zz", nil, ReasonInvalidPageSize},
-		{"semicolon separator", http.MethodGet, collectionPath + "?pageSize=1;x=2", nil, ReasonInvalidArgument},
+		{"semicolon separator", http.MethodGet, collectionPath + "?pageSize=1&a=1;b=2", nil, ReasonInvalidArgument},
 		{"dryRun of another value", http.MethodPost, collectionPath + "?dryRun=true", map[string]any{"type": typeURI}, ReasonInvalidArgument},
 		{"dryRun twice", http.MethodPost, collectionPath + "?dryRun=All&dryRun=All", map[string]any{"type": typeURI}, ReasonInvalidArgument},
 		{"duplicate top-level key", http.MethodPost, collectionPath, `{"type":"` + typeURI + `","type":"` + typeURI + `"}`, ReasonInvalidArgument},
