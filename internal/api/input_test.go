@@ -9,9 +9,17 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 )
@@ -63,9 +71,12 @@ func cloneDisks(n int, distinct bool) []map[string]any {
 // for 9,500); within the bound, a source named by many disks is asked once.
 func TestBoundsBeforeReviews(t *testing.T) {
 	base, reviews := reviewCountingServer(t)
+	// A deployer who may read the project's volumes: each review allows,
+	// so nothing but the bound stops the fan-out.
+	reader := volumeReaderToken(t)
 	for _, n := range []int{computev1alpha1.MaxDisks + 1, 2000, 9500} {
 		before := reviews.asked.Load()
-		r := callAt(t, base, http.MethodPost, collectionPath, tokens["deployer"], map[string]any{
+		r := callAt(t, base, http.MethodPost, collectionPath, reader, map[string]any{
 			"id": "many-disks", "type": typeURI, "disks": cloneDisks(n, true)})
 		e := r.envelope(t, http.StatusBadRequest, ReasonInvalidArgument)
 		if v := e.violations(); len(v) != 1 || v[0] != "disks" {
@@ -76,10 +87,9 @@ func TestBoundsBeforeReviews(t *testing.T) {
 		}
 	}
 	before := reviews.asked.Load()
-	r := callAt(t, base, http.MethodPost, collectionPath, tokens["deployer"], map[string]any{
+	r := callAt(t, base, http.MethodPost, collectionPath+"?dryRun=All", reader, map[string]any{
 		"id": "same-volume", "type": typeURI, "disks": cloneDisks(computev1alpha1.MaxDisks, false)})
-	cleanupInstance(t, "same-volume")
-	if r.StatusCode != http.StatusForbidden && r.StatusCode != http.StatusCreated {
+	if r.StatusCode != http.StatusOK {
 		t.Fatalf("16 disks of one volume: %d %s", r.StatusCode, r.body)
 	}
 	if asked := reviews.asked.Load() - before; asked != 1 {
@@ -218,4 +228,44 @@ func TestQueryParamsAreTheDocument(t *testing.T) {
 			t.Errorf("%s: documented query parameters %v, served %v", e.operationID, documented, taken)
 		}
 	}
+}
+
+// volumeReaderToken is a token of a service account bound to compute.deployer
+// and to get on the project's PersistentVolumeClaims, once its rights are
+// in force.
+func volumeReaderToken(t *testing.T) string {
+	t.Helper()
+	ctx := context.Background()
+	const name = "volume-reader"
+	for _, o := range []client.Object{
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: saNS}},
+		&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "test:pvc-reader"}, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"persistentvolumeclaims"}, Verbs: []string{"get"}}}},
+	} {
+		if err := env.Client.Create(ctx, o); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	for _, role := range []string{"compute.deployer", "test:pvc-reader"} {
+		if err := bindRole(ctx, projectNS, "ServiceAccount", name, role); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr, err := clientset.CoreV1().ServiceAccounts(saNS).CreateToken(ctx, name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3600))}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// kube-apiserver's RBAC learns of the bindings by its informer.
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: "system:serviceaccount:" + saNS + ":" + name, Groups: []string{"system:serviceaccounts"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: projectNS, Verb: "get", Resource: "persistentvolumeclaims"}}}
+		got, err := clientset.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+		return err == nil && got.Status.Allowed, nil
+	})
+	if err != nil {
+		t.Fatalf("the volume reader's rights are not in force: %v", err)
+	}
+	return tr.Status.Token
 }
