@@ -23,6 +23,7 @@ files=(
   admission/instance_finalizer_policy.yaml
   admission/tenancy_policies.yaml
   admission/owned_secrets_policy.yaml
+  admission/instance_bounds_policy.yaml
   admission/namespace-name/namespace_name_policy.yaml
   kubevirt/component/role.yaml
   kubevirt/component/catalog.yaml

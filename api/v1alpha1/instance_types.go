@@ -96,8 +96,10 @@ type MetadataItem struct {
 	// +required
 	Key string `json:"key"`
 
-	// Value is free text read by the image.
+	// Value is free text read by the image: lines of text, with no control
+	// characters but tabs and line breaks (MultiLineTextPattern).
 	// +kubebuilder:validation:MaxLength=262144
+	// +kubebuilder:validation:Pattern=`^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F]*$`
 	// +optional
 	Value string `json:"value,omitempty"`
 }
@@ -198,13 +200,17 @@ type GPU struct {
 // +kubebuilder:validation:XValidation:rule="has(self.nics) == has(oldSelf.nics) && (!has(self.nics) || self.nics == oldSelf.nics)",message="nics are immutable",fieldPath=".nics"
 // +kubebuilder:validation:XValidation:rule="has(self.gpus) == has(oldSelf.gpus) && (!has(self.gpus) || self.gpus == oldSelf.gpus)",message="gpus are immutable",fieldPath=".gpus"
 type InstanceSpec struct {
-	// DisplayName is a human-friendly name.
+	// DisplayName is a human-friendly name, one line with no control
+	// characters (SingleLineTextPattern).
 	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^[^\x00-\x1F\x7F]*$`
 	// +optional
 	DisplayName string `json:"displayName,omitempty"`
 
-	// Description is free text about the instance.
+	// Description is free text about the instance, with no control
+	// characters but tabs and line breaks (MultiLineTextPattern).
 	// +kubebuilder:validation:MaxLength=4096
+	// +kubebuilder:validation:Pattern=`^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F]*$`
 	// +optional
 	Description string `json:"description,omitempty"`
 

@@ -227,6 +227,13 @@ func TestCreateValidation(t *testing.T) {
 			"spec.deletionPolicy", `supported values: "Delete", "Orphan"`},
 		{"display name too long", func(u *unstructured.Unstructured) { set(u.Object, strings.Repeat("x", 257), "spec", "displayName") },
 			"spec.displayName", "may not be more than 256"},
+		{"display name with a line break", func(u *unstructured.Unstructured) { set(u.Object, "a\nb", "spec", "displayName") },
+			"spec.displayName", "should match"},
+		{"description with NUL", func(u *unstructured.Unstructured) { set(u.Object, "a\x00b", "spec", "description") },
+			"spec.description", "should match"},
+		{"metadata value with an escape", func(u *unstructured.Unstructured) {
+			set(u.Object, "echo \x1b[2J", "spec", "instanceMetadata", 0, "value")
+		}, "spec.instanceMetadata[0].value", "should match"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,6 +77,8 @@ type operation struct {
 	ns    string
 	// nsConflict is set when more than one namespace claims the project.
 	nsConflict *errScopeConflict
+	// query is the parsed query string, nil when there is none.
+	query url.Values
 	// w and r are what the operation's handler was given.
 	w http.ResponseWriter
 	r *http.Request
@@ -109,6 +112,10 @@ func (op *operation) userName() string {
 func (s *Server) serveOperation(w http.ResponseWriter, r *http.Request) {
 	op := s.opOf(r)
 	op.w, op.r = w, r
+	if err := op.parseQuery(); err != nil {
+		op.fail(w, err)
+		return
+	}
 	if err := op.entry.serve(op); err != nil {
 		op.fail(w, err)
 	}

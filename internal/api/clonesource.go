@@ -21,16 +21,22 @@ var cloneSources = map[string]struct{ group, resource string }{
 // for them (a confused deputy). kube-apiserver's instance-tenancy policy
 // checks the same for kubectl users; the REST API writes as the operator,
 // so it checks its callers here, by SubjectAccessReview.
+//
+// The request's bounds were checked before (checkCreateBounds): at most
+// MaxDisks sources, each of the CRD's shape, and a source named by several
+// disks is asked about once, so a request costs at most MaxDisks reviews.
 func (op *operation) authorizeDiskSources(req *CreateRequest) error {
+	asked := make(map[string]bool, len(req.Disks))
 	for i, d := range req.Disks {
 		parts := strings.Split(d.Source, "/")
-		if len(parts) < 2 {
+		if len(parts) < 2 || asked[d.Source] {
 			continue
 		}
 		kind, ok := cloneSources[parts[len(parts)-2]]
 		if !ok {
 			continue
 		}
+		asked[d.Source] = true
 		name := parts[len(parts)-1]
 		decision, _, err := op.s.authz.Authorize(op.r.Context(), authorizer.AttributesRecord{
 			User: op.user.User, Verb: "get", Namespace: op.ns, APIGroup: kind.group, APIVersion: "*",

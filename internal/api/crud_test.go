@@ -123,7 +123,7 @@ func TestCreate(t *testing.T) {
 		"array body":             {`[1,2]`, "", ReasonMalformedRequestBody},
 		"two objects":            {`{"type":"` + typeURI + `"} {}`, "", ReasonMalformedRequestBody},
 		"deep json":              {strings.Repeat("[", 20000) + strings.Repeat("]", 20000), "", ReasonMalformedRequestBody},
-		"bad metadata item":      {`{"type":"` + typeURI + `","instanceMetadata":[{"key":"k","colour":"x"}]}`, "colour", ReasonInvalidArgument},
+		"bad metadata item":      {`{"type":"` + typeURI + `","instanceMetadata":[{"key":"k","colour":"x"}]}`, "instanceMetadata[0].colour", ReasonInvalidArgument},
 		"type of another region": {`{"type":"/v1/regions/eu-west-1/zones/eu1-a/instance-types/g1-xlarge"}`, "type", ReasonInvalidArgument},
 		"image of another region": {`{"type":"` + typeURI + `","disks":[{"sizeGb":10,"boot":true,"source":"/v1/regions/eu-west-1/compute/images/ubuntu"}]}`,
 			"disks[0].source", ReasonInvalidArgument},

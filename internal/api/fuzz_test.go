@@ -103,6 +103,7 @@ func FuzzDecodeCreate(f *testing.F) {
 		`{"id":"a","type":"t","labels":{"k":"v"},"instanceMetadata":[{"key":"ssh-keys","value":"x"}],"disks":[{"sizeGb":1,"boot":true}],"nics":[{"vlan":3}],"gpus":[{"type":"g","count":1}]}`,
 		`{"type":42}`, `{"type":"t","colour":"blue"}`, `{"type":"t","uid":"x"}`, `{"id":"Bad_ID","type":"t"}`,
 		`{"type":"t","labels":{"a/b":"c"}}`, `[1]`, `null`, `{"type":`, `{"type":"t"} {}`, `"x"`,
+		`{"type":"t","type":"u"}`, `{"type":"t","labels":{"a":"1","a":"2"}}`, `{"Type":"t"}`, "{\"type\":\"t\",\"description\":\"a\\u0000b\"}",
 	} {
 		f.Add([]byte(s))
 	}
@@ -157,6 +158,7 @@ func FuzzDecodePatch(f *testing.F) {
 		`{"displayName":"x"}`, `{"description":null}`, `{"labels":{"env":"prod"}}`, `{"labels":null}`,
 		`{"instanceMetadata":[{"key":"k","value":"v"}]}`, `{"instanceMetadata":[{"key":"k","colour":"v"}]}`,
 		`{"type":"t"}`, `{"colour":"blue"}`, `{"displayName":42}`, `[1,2,3]`, "{\"displayName\":\"a\x00b\"", `{}`, `null`,
+		`{"labels":{"a":"1","a":null}}`, `{"description":"a","description":"b"}`, `{"instanceMetadata":[{"key":"a","key":"b"}]}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -118,7 +118,7 @@ func (op *operation) get() error {
 // list answers a page of the project's instances in id order, written as a
 // stream of their stored encodings: the page is never built whole in memory.
 func (op *operation) list() error {
-	size, after, perr := parsePage(op.r.URL.Query())
+	size, after, perr := parsePage(op.query)
 	if perr != nil {
 		return perr
 	}
@@ -241,6 +241,9 @@ func (op *operation) create() error {
 		in.GenerateName = "instance-"
 	}
 	op.rt.id = req.ID
+	if op.dryRun() {
+		return op.validateCreate(in)
+	}
 	if err := op.s.kubeClient.Create(op.r.Context(), in); err != nil {
 		return err
 	}
@@ -258,7 +261,7 @@ func (op *operation) patch() error {
 	if derr != nil {
 		return derr
 	}
-	return op.update(func(in *computev1alpha1.Instance) {
+	return op.update(func(in *computev1alpha1.Instance) error {
 		if p.DisplayName != nil {
 			in.Spec.DisplayName = *p.DisplayName
 		}
@@ -283,8 +286,15 @@ func (op *operation) patch() error {
 					labels[k] = *v
 				}
 			}
+			// The stored labels, tooling's included, stay within the bound
+			// the admission policy holds kubectl users to (an instance
+			// stored with more before the bound may keep, not add).
+			if err := checkLabelCount(labels, len(in.Labels)); err != nil {
+				return err
+			}
 			in.Labels = labels
 		}
+		return nil
 	})
 }
 
@@ -304,7 +314,7 @@ func setPowerState(want computev1alpha1.PowerState) func(*operation) error {
 				return fieldError(truncate(k, 64), fmt.Sprintf("unknown field %q; :%s takes no fields", truncate(k, 64), op.rt.custom))
 			}
 		}
-		return op.update(func(in *computev1alpha1.Instance) { in.Spec.PowerState = want })
+		return op.update(func(in *computev1alpha1.Instance) error { in.Spec.PowerState = want; return nil })
 	}
 }
 
@@ -312,7 +322,7 @@ func setPowerState(want computev1alpha1.PowerState) func(*operation) error {
 // a write conflict; a change that changes nothing writes nothing. With
 // If-Match, the change is made only to the state the caller read: a write
 // in between is a 412, not a retry.
-func (op *operation) update(change func(*computev1alpha1.Instance)) error {
+func (op *operation) update(change func(*computev1alpha1.Instance) error) error {
 	if !op.rt.valid {
 		return op.notFound()
 	}
@@ -330,7 +340,9 @@ func (op *operation) update(change func(*computev1alpha1.Instance)) error {
 				fmt.Sprintf("instance %q is being deleted and cannot be changed", op.rt.id), map[string]string{"id": op.rt.id})
 		}
 		before := in.DeepCopy()
-		change(&in)
+		if err := change(&in); err != nil {
+			return err
+		}
 		if equalForUpdate(before, &in) {
 			out = &in
 			return nil
@@ -494,6 +506,14 @@ func (op *operation) fail(w http.ResponseWriter, err error) {
 	}
 	if ae = op.fromKubernetes(err); ae != nil {
 		writeError(w, ae)
+		return
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		// The request's bounds keep a caller from making this happen; a
+		// slow kube-apiserver or authorizer still can: the caller retries.
+		op.log().Error(err, "the request ran out of time")
+		writeError(w, newError(http.StatusServiceUnavailable, ReasonUnavailable,
+			"the request could not be completed in the time the server allows; try again later", nil))
 		return
 	}
 	op.log().Error(err, "request failed")

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 
+	sigsjson "sigs.k8s.io/json"
+
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 )
 
@@ -188,13 +190,8 @@ func decodeCreate(body []byte) (*CreateRequest, *apiError) {
 		}
 	}
 	var req CreateRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return nil, malformed(err)
-	}
-	if dec.More() {
-		return nil, newError(http.StatusBadRequest, ReasonMalformedRequestBody, "the request body must hold one JSON object", nil)
+	if err := decodeStrict(body, &req); err != nil {
+		return nil, err
 	}
 	if req.Type == "" {
 		return nil, fieldError("type", "type is required")
@@ -202,10 +199,8 @@ func decodeCreate(body []byte) (*CreateRequest, *apiError) {
 	if req.ID != "" && !validID(req.ID) {
 		return nil, fieldError("id", "id must be 1-63 lowercase letters, digits and '-', starting with a letter and not ending with '-'")
 	}
-	for k := range req.Labels {
-		if strings.Contains(k, "/") {
-			return nil, fieldError("labels", fmt.Sprintf("label key %q must not contain '/'", truncate(k, 64)))
-		}
+	if err := checkCreateBounds(&req); err != nil {
+		return nil, err
 	}
 	return &req, nil
 }
@@ -228,8 +223,8 @@ var patchableFields = []string{"displayName", "description", "labels", "instance
 // decodePatch parses a PATCH body; any field but the four mutable ones is a 400 naming it.
 func decodePatch(body []byte) (*Patch, *apiError) {
 	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(body, &raw); err != nil {
-		return nil, malformed(err)
+	if err := decodeStrict(body, &raw, sigsjson.DisallowDuplicateFields); err != nil {
+		return nil, err
 	}
 	if raw == nil {
 		return nil, newError(http.StatusBadRequest, ReasonMalformedRequestBody, "the request body must be a JSON object", nil)
@@ -255,20 +250,15 @@ func decodePatch(body []byte) (*Patch, *apiError) {
 			p.Labels = map[string]*string{}
 			if isNull {
 				p.ClearLabels = true
-			} else {
-				err = json.Unmarshal(v, &p.Labels)
-			}
-			for lk := range p.Labels {
-				if strings.Contains(lk, "/") {
-					return nil, fieldError("labels", fmt.Sprintf("label key %q must not contain '/'", truncate(lk, 64)))
-				}
+			} else if derr := decodeNested(k, v, &p.Labels); derr != nil {
+				return nil, derr
 			}
 		case "instanceMetadata":
 			var items []computev1alpha1.MetadataItem
 			if !isNull {
-				dec := json.NewDecoder(bytes.NewReader(v))
-				dec.DisallowUnknownFields()
-				err = dec.Decode(&items)
+				if derr := decodeNested(k, v, &items); derr != nil {
+					return nil, derr
+				}
 			}
 			p.InstanceMetadata = &items
 		default:
@@ -281,7 +271,23 @@ func decodePatch(body []byte) (*Patch, *apiError) {
 			return nil, fieldError(k, fmt.Sprintf("field %s has the wrong type: %s", k, jsonProblem(err)))
 		}
 	}
+	if err := checkPatchBounds(&p); err != nil {
+		return nil, err
+	}
 	return &p, nil
+}
+
+// decodeNested decodes the value of the PATCH body's field k strictly; a
+// wrong type names the field.
+func decodeNested(k string, v json.RawMessage, into any) *apiError {
+	err := decodeStrict(v, into)
+	if err == nil {
+		return nil
+	}
+	if len(err.violations) == 1 && err.violations[0].Field != "" {
+		return fieldError(k+"."+err.violations[0].Field, err.message)
+	}
+	return fieldError(k, fmt.Sprintf("field %s has the wrong type: %s", k, strings.TrimPrefix(err.message, "the request body is not valid JSON: ")))
 }
 
 var knownInstanceFields = map[string]struct{}{

@@ -228,6 +228,7 @@ func tenancyAttacks(ctx context.Context, e env, results *checks) error {
 		}},
 	}
 	attacks = append(attacks, cloudTenancyAttacks(stack, admin, token)...)
+	attacks = append(attacks, inputAttacks(inputKit{callAPI, refusedREST, refusedKube, instance, admin, attacker, clientset})...)
 
 	attacks = append(attacks, policyAttacks(stack.Config, admin, attacker, apiURL, token)...)
 	attacks = append(attacks, apiAttacks(ctx, e, stack, admin, clientset, apiURL)...)
