@@ -302,13 +302,20 @@ func tenancyAttacks(ctx context.Context, e env, results *checks) error {
 
 // tokenReviewCount is kube-apiserver's apiserver_request_total for tokenreviews.
 func tokenReviewCount(ctx context.Context, cs kubernetes.Interface) (float64, error) {
+	return apiserverRequests(ctx, cs, "tokenreviews", "")
+}
+
+// apiserverRequests is kube-apiserver's apiserver_request_total for resource
+// and verb (any verb when verb is empty).
+func apiserverRequests(ctx context.Context, cs kubernetes.Interface, resource, verb string) (float64, error) {
 	body, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("failed to scrape kube-apiserver: %w", err)
 	}
 	var total float64
 	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, "apiserver_request_total{") || !strings.Contains(line, `resource="tokenreviews"`) {
+		if !strings.HasPrefix(line, "apiserver_request_total{") || !strings.Contains(line, `resource="`+resource+`"`) ||
+			(verb != "" && !strings.Contains(line, `verb="`+verb+`"`)) {
 			continue
 		}
 		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)

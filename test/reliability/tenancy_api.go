@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -129,27 +128,6 @@ func from(ip string) *http.Client {
 		DialContext:     (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}).DialContext,
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // the metrics port's certificate is self-signed
 	}}
-}
-
-// apiserverRequests is kube-apiserver's apiserver_request_total for resource and verb.
-func apiserverRequests(ctx context.Context, cs kubernetes.Interface, resource, verb string) (float64, error) {
-	body, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("failed to scrape kube-apiserver: %w", err)
-	}
-	var total float64
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, "apiserver_request_total{") || !strings.Contains(line, `resource="`+resource+`"`) ||
-			!strings.Contains(line, `verb="`+verb+`"`) {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err != nil {
-			return 0, fmt.Errorf("bad metric line %q: %w", line, err)
-		}
-		total += v
-	}
-	return total, nil
 }
 
 // strangerLists: a principal with no role asks 30 times about a project

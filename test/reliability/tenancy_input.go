@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
-	"strings"
 
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -78,7 +76,7 @@ func inputAttacks(k inputKit) []tenancyAttack {
 			for i := range disks {
 				disks[i] = map[string]any{"source": fmt.Sprintf("/v1/regions/us-texas-1/projects/project-x9y8z7/compute/volumes/v-%d", i)}
 			}
-			before, err := apiserverRequests(ctx, k.clientset, "subjectaccessreviews")
+			before, err := apiserverRequests(ctx, k.clientset, "subjectaccessreviews", "")
 			if err != nil {
 				return false, "", err
 			}
@@ -86,7 +84,7 @@ func inputAttacks(k inputKit) []tenancyAttack {
 			if err != nil {
 				return false, "", err
 			}
-			after, err := apiserverRequests(ctx, k.clientset, "subjectaccessreviews")
+			after, err := apiserverRequests(ctx, k.clientset, "subjectaccessreviews", "")
 			if err != nil {
 				return false, "", err
 			}
@@ -114,24 +112,4 @@ func inputAttacks(k inputKit) []tenancyAttack {
 			return rest(id, code, body, err)
 		}},
 	}
-}
-
-// apiserverRequests is kube-apiserver's apiserver_request_total for resource.
-func apiserverRequests(ctx context.Context, cs kubernetes.Interface, resource string) (float64, error) {
-	body, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("failed to scrape kube-apiserver: %w", err)
-	}
-	var total float64
-	for _, line := range strings.Split(string(body), "\n") {
-		if !strings.HasPrefix(line, "apiserver_request_total{") || !strings.Contains(line, `resource="`+resource+`"`) {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err != nil {
-			return 0, fmt.Errorf("bad metric line %q: %w", line, err)
-		}
-		total += v
-	}
-	return total, nil
 }
