@@ -10,12 +10,12 @@
 // deletion, which OwnerReferencesPermissionEnforcement allows only to whoever
 // may update it. finalize is the verb the admission policy
 // instance-tenancy.compute.k0rdent.ai asks of whoever removes the finalizer;
-// namespaces are read for their project mapping (instance_scope.go).
+// a namespace is read (get, live) for its project mapping (instance_scope.go).
 // TestManagerRoleIsEnough runs the reconciler with only this.
 //
 // +kubebuilder:rbac:groups=compute.k0rdent.ai,resources=instances,verbs=get;list;watch;patch;finalize
 // +kubebuilder:rbac:groups=compute.k0rdent.ai,resources=instances/status,verbs=patch
 // +kubebuilder:rbac:groups=compute.k0rdent.ai,resources=instances/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get
 package controllers

@@ -35,6 +35,11 @@ type InstanceReconciler struct {
 	Clock   clock.Clock
 	Options Options
 
+	// APIReader reads what the reconciler must not cache: the namespace of
+	// an instance without a machine (instance_scope.go); nil means the
+	// manager's API reader, or Client for a reconciler built without one.
+	APIReader client.Reader
+
 	// backoff spaces the retries after transient errors; the reconciler
 	// resets it when a failing pass still moved the instance forward.
 	backoff *jitteredBackoff
@@ -49,6 +54,9 @@ type InstanceReconciler struct {
 func (r *InstanceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Client == nil {
 		r.Client = mgr.GetClient()
+	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
 	}
 	if r.Recorder == nil {
 		recorder, err := newBoundedRecorder(mgr, "instance-operator")

@@ -20,15 +20,22 @@ import (
 // the policy is not installed (Kubernetes before 1.36), for instances made
 // before it was, and for a namespace relabelled since. It is a wait, not a
 // terminal error: a platform admin may map the namespace, and the pass
-// looks again at the poll interval (the namespace comes from the cache).
-// An instance with a machine was checked before its machine was made, and
-// its spec references cannot change.
+// looks again at the poll interval. An instance with a machine was checked
+// before its machine was made, and its spec references cannot change, so
+// the namespace is read only while no machine is known: a live get, since
+// the controllers hold no right to list or watch namespaces (least
+// privilege: they keep no cache of every namespace for one read per
+// instance).
 func (r *InstanceReconciler) outsideProject(ctx context.Context, p *pass) (bool, error) {
 	if p.inst.Status.Machine.ID != "" {
 		return false, nil
 	}
+	reader := r.APIReader
+	if reader == nil {
+		reader = r.Client
+	}
 	ns := &corev1.Namespace{}
-	if err := r.Client.Get(ctx, client.ObjectKey{Name: p.inst.Namespace}, ns); err != nil {
+	if err := reader.Get(ctx, client.ObjectKey{Name: p.inst.Namespace}, ns); err != nil {
 		return false, fmt.Errorf("failed to read the instance's namespace: %w", err)
 	}
 	region, project := ns.Labels[computev1alpha1.RegionLabel], ns.Labels[computev1alpha1.ProjectLabel]

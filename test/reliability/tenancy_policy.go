@@ -212,7 +212,7 @@ func orphanByFinalizer(ctx context.Context, admin, attacker client.Client, name 
 	strip := client.RawPatch(types.JSONPatchType, []byte(`[{"op":"remove","path":"/metadata/finalizers"}]`))
 	dryErr := attacker.Patch(ctx, in.DeepCopy(), strip, client.DryRunAll)
 	stripErr := attacker.Patch(ctx, in.DeepCopy(), strip)
-	detail := fmt.Sprintf("pause: %v; strip (dry-run): %v; strip: %v", pauseErr, dryErr, stripErr)
+	detail := fmt.Sprintf("strip: %v; strip (dry-run): %v; pause: %v", stripErr, dryErr, pauseErr)
 	succeeded := pauseErr == nil || dryErr == nil || stripErr == nil
 	if pauseErr == nil {
 		// Let the operator go on and delete the machine.
