@@ -11,22 +11,23 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// laggingCache is an informer cache that has not caught up yet: it knows no
-// instance and no namespace. Writes go through to the API server.
+// laggingCache is an informer cache that has not caught up with instances
+// yet: it knows none. Namespaces it reads from the suite's cache (a project
+// is looked up in the cache only: a stranger's request for a project the
+// cache does not know must cost kube-apiserver nothing,
+// TestStrangerCostsNoKubeAPIServerRead). Writes go through to the API server.
 type laggingCache struct{ client.Client }
 
 func (laggingCache) Get(_ context.Context, key client.ObjectKey, _ client.Object, _ ...client.GetOption) error {
 	return apierrors.NewNotFound(schema.GroupResource{Group: "compute.k0rdent.ai", Resource: "instances"}, key.Name)
 }
 
-func (laggingCache) List(context.Context, client.ObjectList, ...client.ListOption) error { return nil }
-
-// TestLiveReadBeforeNotFound: when the cache does not know the instance or
-// the project yet (a create a moment ago), the server reads the API server
-// before answering 404.
+// TestLiveReadBeforeNotFound: when the cache does not know the instance yet
+// (a create a moment ago), the server reads the API server before
+// answering 404, once the caller is authorized.
 func TestLiveReadBeforeNotFound(t *testing.T) {
 	createWithStatus(t, seedInstance("instance-lagging"), runningStatus())
-	s := &Server{opts: srv.opts, mgr: srv.mgr, kubeClient: laggingCache{env.Client}, live: env.Client,
+	s := &Server{opts: srv.opts, mgr: srv.mgr, kubeClient: laggingCache{srv.kubeClient}, live: env.Client,
 		authn: srv.authn, authz: srv.authz, base: srv.base, rate: newRateLimiter(1e6, 1e6)}
 	ts := httptest.NewServer(s.Handler())
 	defer ts.Close()

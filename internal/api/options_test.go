@@ -42,6 +42,13 @@ func TestOptionsValidate(t *testing.T) {
 		"negative failure rate":        func(o *Options) { o.AuthFailureRate = -1 },
 		"failure rate without a burst": func(o *Options) { o.AuthFailureBurst = 0 },
 		"negative in-flight bound":     func(o *Options) { o.MaxRequestsInFlight = -1 },
+		"negative principal share":     func(o *Options) { o.MaxRequestsInFlightPerPrincipal = -1 },
+		"negative project share":       func(o *Options) { o.MaxRequestsInFlightPerProject = -1 },
+		"negative address share":       func(o *Options) { o.MaxAuthenticationsInFlightPerAddress = -1 },
+		"negative body read timeout":   func(o *Options) { o.BodyReadTimeout = -1 },
+		"review rate without a burst":  func(o *Options) { o.AuthReviewBurst = 0 },
+		"signed rate without a burst":  func(o *Options) { o.AuthSignedReviewBurst = 0 },
+		"negative review rate":         func(o *Options) { o.AuthReviewRate = -1 },
 		"self-signed and files":        func(o *Options) { o.TLSSelfSigned = true; o.TLSCertFile, o.TLSKeyFile = "tls.crt", "tls.key" },
 	} {
 		o := DefaultOptions()
