@@ -269,3 +269,31 @@ func volumeReaderToken(t *testing.T) string {
 	}
 	return tr.Status.Token
 }
+
+// stalledAuthorizer answers nothing until the request's deadline passes.
+type stalledAuthorizer struct{ authorizer.Authorizer }
+
+func (stalledAuthorizer) Authorize(ctx context.Context, _ authorizer.Attributes) (authorizer.Decision, string, error) {
+	<-ctx.Done()
+	return authorizer.DecisionNoOpinion, "", fmt.Errorf("failed to review: %w", ctx.Err())
+}
+
+// TestDeadlineIsNotInternal: a request that outlasts --api-request-timeout
+// (here an authorizer that never answers) is a retryable 503 with the
+// envelope and Retry-After, not a 500 INTERNAL.
+func TestDeadlineIsNotInternal(t *testing.T) {
+	opts := srv.opts
+	opts.RequestTimeout = 200 * time.Millisecond
+	s := &Server{
+		opts: opts, mgr: srv.mgr, kubeClient: srv.kubeClient, live: srv.live, authz: stalledAuthorizer{srv.authz}, base: srv.base,
+		authn: srv.authn, guard: srv.guard, rate: srv.rate,
+	}
+	s.ready.Store(true)
+	ts := httptest.NewServer(s.Handler())
+	t.Cleanup(ts.Close)
+	r := callAt(t, ts.URL, http.MethodGet, instancePath("no-such-instance"), tokens["viewer"], nil)
+	r.envelope(t, http.StatusServiceUnavailable, ReasonUnavailable)
+	if r.Header.Get("Retry-After") == "" {
+		t.Error("the 503 has no Retry-After")
+	}
+}
