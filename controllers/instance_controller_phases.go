@@ -71,7 +71,7 @@ func (r *InstanceReconciler) create(ctx context.Context, p *pass, token, why str
 	if !p.inst.DeletionTimestamp.IsZero() {
 		// Reconcile sends a deleted instance to reconcileDelete; a machine
 		// created now would be one more for it to find.
-		return fmt.Errorf("failed to create the machine: the instance is being deleted")
+		return errors.New("failed to create the machine: the instance is being deleted")
 	}
 	ref := &p.inst.Status.Machine
 	if ref.CreateToken != token || ref.ID != "" || ref.Provider != r.Provider.Name() {

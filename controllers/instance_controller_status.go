@@ -43,8 +43,9 @@ func (r *InstanceReconciler) finish(ctx context.Context, p *pass, err error) (ct
 		}
 		// Back off from a cloud that is down, not from a flaky one: a pass
 		// that moved the instance on before a call failed starts the
-		// backoff afresh, so the retry comes soon.
-		if progressed(p) {
+		// backoff afresh, so the retry comes soon. So does a conflict: the
+		// cache was behind the instance, not the cloud down.
+		if progressed(p) || apierrors.IsConflict(err) {
 			r.backoff.Forget(reconcile.Request{NamespacedName: key})
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
@@ -22,17 +23,17 @@ import (
 )
 
 // deleteRaceWorkers is how many deployers create and delete at once.
-const deleteRaceWorkers = 16
+const deleteRaceWorkers = 4
 
-// deleteRace creates RELIABILITY_N/2 instances through the REST API, as a
+// deleteRace creates RELIABILITY_N/2 instances (at least 40) through the REST API, as a
 // deployer would, and deletes each a random 0-500 ms after its create was
-// answered, while as many other instances roll out beside them (the
+// answered, while a stream of other instances rolls out beside them (the
 // controllers are busy) and the simulated cloud fails 30% of calls and
 // stalls 10% past the manager's provider timeout. Once every raced instance
 // is gone, each machine left in the cloud that no Instance tracks is a leak:
 // a deleted instance must never leave a machine running.
 func deleteRace(ctx context.Context, e env, results *checks) error {
-	n := max(load.EnvInt("RELIABILITY_N", 500)/2, 10)
+	n := max(load.EnvInt("RELIABILITY_N", 500)/2, 40)
 	const loadNS = "delete-race-load"
 	stack, admin, apiURL, err := e.startStack(ctx, "delete-race",
 		fmt.Sprintf("--sim-instance-types=%s=%d", load.TypeName, 20*n),
@@ -51,19 +52,25 @@ func deleteRace(ctx context.Context, e env, results *checks) error {
 		return err
 	}
 	began := time.Now()
-	// The load: as many instances again, rolling out (and retrying through
-	// the faults) while the raced ones come and go.
-	loaded := make(chan error, 1)
-	go func() { loaded <- load.CreateInstances(ctx, admin, loadNS, "load", n, 8, nil) }()
+	// The load: a stream of other instances rolling out (and retrying
+	// through the faults) for as long as the raced ones come and go. A
+	// stream, not a burst: a queue so deep that every delete lands before
+	// the create's first pass would race nothing.
+	raceDone := make(chan struct{})
+	loaded := make(chan loadResult, 1)
+	go func() { loaded <- streamLoad(ctx, admin, loadNS, raceDone) }()
 
 	raced, refused, err := raceCreateDelete(ctx, apiURL, token, n)
+	close(raceDone)
+	loadRes := <-loaded
 	if err != nil {
 		return err
 	}
-	if err := <-loaded; err != nil {
-		return err
+	if loadRes.err != nil {
+		return loadRes.err
 	}
-	fmt.Printf("delete-race | %d created and deleted through the REST API (%d answers not 2xx) after %s\n", raced, refused, since(began))
+	fmt.Printf("delete-race | %d created and deleted through the REST API (%d answers not 2xx), beside %d others rolling out, after %s\n",
+		raced, refused, loadRes.created, since(began))
 
 	left, err := waitRacedGone(ctx, admin)
 	if err != nil {
@@ -78,6 +85,33 @@ func deleteRace(ctx context.Context, e env, results *checks) error {
 	results.add("delete_race_requests_refused", refused, refused == 0)
 	results.add("delete_race_leaked_machines", leaked, leaked == 0)
 	return nil
+}
+
+type loadResult struct {
+	created int
+	err     error
+}
+
+// streamLoad creates an instance in ns every 50 ms until done is closed.
+func streamLoad(ctx context.Context, c client.Client, ns string, done <-chan struct{}) loadResult {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-done:
+			return loadResult{created: i}
+		case <-ctx.Done():
+			return loadResult{created: i, err: ctx.Err()}
+		case <-tick.C:
+		}
+		inst := &computev1alpha1.Instance{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("load-%d", i), Namespace: ns},
+			Spec:       computev1alpha1.InstanceSpec{Type: load.TypeURI},
+		}
+		if err := c.Create(ctx, inst); err != nil {
+			return loadResult{created: i, err: fmt.Errorf("failed to create %s: %w", inst.Name, err)}
+		}
+	}
 }
 
 // racedPrefix names the raced instances in the deployer's project.
