@@ -186,10 +186,14 @@ func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	}
 }
 
-// newNamespace makes a fresh namespace for one test.
+// newNamespace makes a fresh namespace for one test, mapped to the seed
+// sample's region and project, as the controllers make no machine for an
+// instance whose URIs lie outside its namespace's project.
 func newNamespace(t *testing.T) string {
 	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "kv-"}}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "kv-", Labels: map[string]string{
+		computev1alpha1.RegionLabel: "us-texas-1", computev1alpha1.ProjectLabel: "project-x9y8z7",
+	}}}
 	if err := k8sClient.Create(context.Background(), ns); err != nil {
 		t.Fatal(err)
 	}
