@@ -85,8 +85,8 @@ func cloudTenancyAttacks(stack *devstack.Stack, admin client.Client, deployerTok
 }
 
 // tryEach presents every tenant credential; the attack succeeded if any
-// call was answered with a 2xx, or the victim's machine is gone or being
-// deleted.
+// call was let in (answered other than 401 or 403), or the victim's
+// machine is gone or being deleted.
 func (c *cloudTenancy) tryEach(ctx context.Context, method, path string, body func(*computev1alpha1.Instance) any) (bool, string, error) {
 	if err := c.setUp(ctx); err != nil {
 		return false, "", err
@@ -102,7 +102,10 @@ func (c *cloudTenancy) tryEach(ctx context.Context, method, path string, body fu
 		if err != nil {
 			return false, "", err
 		}
-		if code/100 == 2 {
+		// Any answer but 401 or 403 means the cloud let the caller in and
+		// the call reached the machine's state (a stop refused for the
+		// machine's phase is still a stranger's call acted on).
+		if code != http.StatusUnauthorized && code != http.StatusForbidden {
 			succeeded = true
 		}
 		answers = append(answers, fmt.Sprintf("%s: %d %s", cred.name, code, strings.TrimSpace(truncate(resp))))
