@@ -41,13 +41,29 @@ func freeAddress() (string, error) {
 // <data dir>/cloud (on the same address as before, after a restart) and
 // waits until it answers.
 func (s *Stack) StartSimcloud(ctx context.Context) error {
-	addr := strings.TrimPrefix(s.SimcloudURL, "http://")
-	if addr == "" {
-		var err error
-		if addr, err = freeAddress(); err != nil {
+	if s.SimcloudURL != "" {
+		return s.startSimcloud(ctx, strings.TrimPrefix(s.SimcloudURL, "http://"))
+	}
+	// A free port is found by closing a listener on it, so another process
+	// (one of the running control plane's outgoing connections) may take it
+	// before the cloud binds it: a cloud that exits at start gets another.
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		addr, ferr := freeAddress()
+		if ferr != nil {
+			return ferr
+		}
+		if err = s.startSimcloud(ctx, addr); err == nil || s.simcloud == nil || ctx.Err() != nil {
 			return err
 		}
+		s.logf("the simulated cloud did not start on %s (%v); trying another port", addr, err)
+		s.StopSimcloud()
+		s.SimcloudURL = ""
 	}
+	return err
+}
+
+func (s *Stack) startSimcloud(ctx context.Context, addr string) error {
 	logPath := filepath.Join(s.opts.DataDir, "simcloud.log")
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {

@@ -50,18 +50,24 @@ func NewTokenReviewAuthenticator(cfg *rest.Config, audience string, cacheTTL tim
 	if err != nil {
 		return nil, fmt.Errorf("failed to create a client for TokenReviews: %w", err)
 	}
+	auds := authenticator.Audiences{audience}
 	auth, _, err := authenticatorfactory.DelegatingAuthenticatorConfig{
 		TokenAccessReviewClient:  cs.AuthenticationV1(),
 		TokenAccessReviewTimeout: 10 * time.Second,
 		// kube-apiserver's own defaults for its authentication webhook.
 		WebhookRetryBackoff: &wait.Backoff{Duration: 500 * time.Millisecond, Factor: 1.5, Jitter: 0.2, Steps: 5},
 		CacheTTL:            cacheTTL,
-		APIAudiences:        authenticator.Audiences{audience},
+		APIAudiences:        auds,
 	}.New()
 	if err != nil {
 		return nil, fmt.Errorf("failed to build the TokenReview authenticator: %w", err)
 	}
-	return auth, nil
+	// The review asks for the audiences the request's context names (as
+	// kube-apiserver's WithAuthentication filter sets them); with none it
+	// would ask for kube-apiserver's own and admit its tokens.
+	return authenticator.RequestFunc(func(req *http.Request) (*authenticator.Response, bool, error) {
+		return auth.AuthenticateRequest(req.WithContext(authenticator.WithAudiences(req.Context(), auds)))
+	}), nil
 }
 
 // guard admits a request to h only when its token authenticates (401

@@ -17,6 +17,7 @@ import (
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 	"github.com/k0rdent-ai/instance-operator/internal/devstack"
+	"github.com/k0rdent-ai/instance-operator/internal/provider"
 	"github.com/k0rdent-ai/instance-operator/internal/provider/simulated"
 	"github.com/k0rdent-ai/instance-operator/internal/simcloud"
 )
@@ -68,8 +69,9 @@ func cloudTenancyAttacks(stack *devstack.Stack, admin client.Client, deployerTok
 		{"cloud: list every tenant's machines", func(ctx context.Context, _ int) (bool, string, error) {
 			return c.tryEach(ctx, http.MethodGet, simcloud.PathMachines, nil)
 		}},
-		{"cloud: delete another tenant's machine", call("/v1/calls/delete", victimCall(""))},
+		// Power off before delete: a machine being deleted cannot stop.
 		{"cloud: power off another tenant's machine", call("/v1/calls/set-power", victimCall("Stop"))},
+		{"cloud: delete another tenant's machine", call("/v1/calls/delete", victimCall(""))},
 		{"cloud: create a machine", call("/v1/calls/create", func(v *computev1alpha1.Instance) any {
 			in := v.DeepCopy()
 			in.Name, in.UID, in.Status = "cloud-intruder", "cloud-intruder-uid", computev1alpha1.InstanceStatus{}
@@ -83,7 +85,8 @@ func cloudTenancyAttacks(stack *devstack.Stack, admin client.Client, deployerTok
 }
 
 // tryEach presents every tenant credential; the attack succeeded if any
-// call was answered with a 2xx, or the victim's machine is gone.
+// call was let in (answered other than 401 or 403), or the victim's
+// machine is gone or being deleted.
 func (c *cloudTenancy) tryEach(ctx context.Context, method, path string, body func(*computev1alpha1.Instance) any) (bool, string, error) {
 	if err := c.setUp(ctx); err != nil {
 		return false, "", err
@@ -99,7 +102,10 @@ func (c *cloudTenancy) tryEach(ctx context.Context, method, path string, body fu
 		if err != nil {
 			return false, "", err
 		}
-		if code/100 == 2 {
+		// Any answer but 401 or 403 means the cloud let the caller in and
+		// the call reached the machine's state (a stop refused for the
+		// machine's phase is still a stranger's call acted on).
+		if code != http.StatusUnauthorized && code != http.StatusForbidden {
 			succeeded = true
 		}
 		answers = append(answers, fmt.Sprintf("%s: %d %s", cred.name, code, strings.TrimSpace(truncate(resp))))
@@ -108,7 +114,7 @@ func (c *cloudTenancy) tryEach(ctx context.Context, method, path string, body fu
 		return false, "", err
 	} else if !alive {
 		succeeded = true
-		answers = append(answers, "the victim's machine is gone")
+		answers = append(answers, "the victim's machine is gone or going")
 	}
 	return succeeded, strings.Join(answers, "; "), nil
 }
@@ -145,7 +151,7 @@ func (c *cloudTenancy) victimMachineAlive(ctx context.Context) (bool, error) {
 	}
 	for _, m := range machines {
 		if m.ID == c.victim.Status.Machine.ID {
-			return true, nil
+			return m.Phase != provider.PhaseDeleting, nil
 		}
 	}
 	return false, nil
