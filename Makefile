@@ -1,6 +1,6 @@
 # instance-operator: build, generate, verify and test.
 #
-# The test command is `make verify test` (see README.md). The first run builds
+# The test command is `make ci` (see README.md; .ci/run runs it). The first run builds
 # kube-apiserver, etcd and kubectl from the Go module proxy into bin/k8s/
 # (8-11 minutes on 2 cores, with progress); later runs reuse them.
 

@@ -29,7 +29,7 @@ const capturedDir = "testdata/instances"
 
 // healthCase is what Argo CD's Lua health check (config/argocd) and k0rdent's
 // health rule (config/k0rdent-health) must say of an Instance captured in
-// one state. The README's "Operate" section shows the same table.
+// one state. docs/operations.md ("Argo CD, Flux and k0rdent health") shows the same table.
 type healthCase struct {
 	argoStatus, argoMessage string
 	k0rdentHealthy          bool

@@ -109,8 +109,8 @@ func (b bound) String() string {
 
 // targets are the targets for make bench, ratios to baselines of
 // the same run so that they hold on a shared machine; bench-short's are
-// looser, chosen from repeated runs on a loaded 2-core machine (README,
-// "Benchmarks") so that noise does not fail them but a regression does.
+// looser, chosen from repeated runs on a loaded 2-core machine
+// (docs/benchmarks.md) so that noise does not fail them but a regression does.
 func targets(short bool) map[string]bound {
 	if short {
 		return map[string]bound{
