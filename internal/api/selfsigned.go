@@ -139,7 +139,7 @@ func createCA(ctx context.Context, secrets typedcorev1.SecretInterface, ns, name
 func parseCA(certPEM, keyPEM []byte, ref string) (*x509.Certificate, crypto.Signer, error) {
 	certs, err := certutil.ParseCertsPEM(certPEM)
 	if err != nil || len(certs) == 0 {
-		return nil, nil, fmt.Errorf("secret %s holds no CA certificate in %s: %v", ref, CACertKey, err)
+		return nil, nil, fmt.Errorf("secret %s holds no CA certificate in %s: %w", ref, CACertKey, err)
 	}
 	key, err := keyutil.ParsePrivateKeyPEM(keyPEM)
 	if err != nil {

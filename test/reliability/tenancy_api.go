@@ -383,8 +383,12 @@ func (a *apiAttackEnv) revokeAll(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if code, _, err := do(c, http.MethodGet, a.apiURL+projectPath, "Bearer "+token, "", nil); err != nil || code == http.StatusUnauthorized {
-				return fmt.Errorf("token %s before revocation: %d %v", name, code, err)
+			code, _, err := do(c, http.MethodGet, a.apiURL+projectPath, "Bearer "+token, "", nil)
+			if err != nil {
+				return fmt.Errorf("failed to read with token %s before its revocation: %w", name, err)
+			}
+			if code == http.StatusUnauthorized {
+				return fmt.Errorf("token %s was refused before its revocation: %d", name, code)
 			}
 			a.revoked = append(a.revoked, token)
 			if err := a.admin.Delete(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: devstack.SampleNamespace}}); err != nil {
@@ -396,8 +400,12 @@ func (a *apiAttackEnv) revokeAll(ctx context.Context) error {
 	for n := range a.rounds {
 		c := from(fmt.Sprintf("127.3.%d.1", n))
 		for _, token := range a.revoked[n*revokedPerRound : (n+1)*revokedPerRound] {
-			if code, _, err := do(c, http.MethodGet, a.apiURL+projectPath, "Bearer "+token, "", nil); err != nil || code != http.StatusUnauthorized {
-				return fmt.Errorf("a revoked token: %d %v", code, err)
+			code, _, err := do(c, http.MethodGet, a.apiURL+projectPath, "Bearer "+token, "", nil)
+			if err != nil {
+				return fmt.Errorf("failed to read with a revoked token: %w", err)
+			}
+			if code != http.StatusUnauthorized {
+				return fmt.Errorf("a revoked token was answered %d, not 401", code)
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -195,7 +196,7 @@ func (c *cloudTenancy) prepare(ctx context.Context) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the victim's and the secretive instance's machines did not appear: %v, %v", errV, errM)
+			return fmt.Errorf("the victim's and the secretive instance's machines did not appear: %w", errors.Join(errV, errM))
 		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -188,7 +189,7 @@ func grantPolicyAttacker(ctx context.Context, admin, attacker client.Client, unm
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s still lacks its rights: namespaces/status %v; instances in %s %v", saUser, errStatus, unmapped, errCreate)
+			return fmt.Errorf("%s still lacks its rights on namespaces/status and instances in %s: %w", saUser, unmapped, errors.Join(errStatus, errCreate))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
