@@ -17,8 +17,6 @@ import (
 
 	computev1alpha1 "github.com/k0rdent-ai/instance-operator/api/v1alpha1"
 	"github.com/k0rdent-ai/instance-operator/internal/devstack"
-	"github.com/k0rdent-ai/instance-operator/internal/provider"
-	"github.com/k0rdent-ai/instance-operator/internal/simcloud"
 	"github.com/k0rdent-ai/instance-operator/test/load"
 )
 
@@ -185,10 +183,12 @@ func waitRacedGone(ctx context.Context, c client.WithWatch) (int, error) {
 }
 
 // untrackedMachines counts the cloud's machines that no Instance tracks:
-// none of that namespace and name exists, or the one that does was not
-// the machine's (its create token is another's).
+// none of that namespace and name exists, or the one that does records
+// another machine. The cloud's listing leaves create tokens out, so a
+// machine is matched by its ID; an instance still without one may yet
+// record it.
 func untrackedMachines(ctx context.Context, stack *devstack.Stack, c client.Client) (leaked, total int, err error) {
-	cloud, err := simcloud.NewClient(stack.SimcloudURL, simcloud.DefaultClientOptions())
+	cloud, err := stack.SimcloudAdmin()
 	if err != nil {
 		return 0, 0, err
 	}
@@ -205,9 +205,9 @@ func untrackedMachines(ctx context.Context, stack *devstack.Stack, c client.Clie
 			fmt.Printf("delete-race | machine %s (%s, of instance %s/%s) is tracked by no Instance\n", m.ID, m.Phase, m.Namespace, m.Name)
 		case err != nil:
 			return 0, 0, fmt.Errorf("failed to get instance %s/%s: %w", m.Namespace, m.Name, err)
-		case m.Token != provider.CreateToken(&inst) && m.Token != inst.Status.Machine.CreateToken:
+		case inst.Status.Machine.ID != "" && inst.Status.Machine.ID != m.ID:
 			leaked++
-			fmt.Printf("delete-race | machine %s of %s/%s was made for an earlier instance of that name\n", m.ID, m.Namespace, m.Name)
+			fmt.Printf("delete-race | machine %s of %s/%s is not the one its instance records (%s)\n", m.ID, m.Namespace, m.Name, inst.Status.Machine.ID)
 		}
 	}
 	return leaked, len(machines), nil

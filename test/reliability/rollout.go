@@ -31,6 +31,9 @@ func cloudMachines(ctx context.Context, stack *devstack.Stack) (map[string]int, 
 	return perInstance, len(machines), nil
 }
 
+// crashRolloutSpread is how long the crash check's creates take at the least.
+const crashRolloutSpread = 5 * time.Second
+
 // crashSafety kills the manager three times with SIGKILL while a rollout
 // provisions, restarts it each time, and checks that every instance runs on
 // exactly one machine.
@@ -44,7 +47,16 @@ func crashSafety(ctx context.Context, e env, results *checks) error {
 	defer func() { _ = stack.Stop() }()
 	began := time.Now()
 	created := make(chan error, 1)
-	go func() { created <- load.CreateInstances(ctx, c, ns, "vm", n, 32, nil) }()
+	// The creates are spread evenly over crashRolloutSpread (a few clients,
+	// each pausing after a create), so that every kill finds instances on
+	// their way to a machine: at the short size 32 clients at once made a
+	// rollout of 50 that had finished by the third kill
+	// (crash_kills_mid_provisioning 2/3).
+	const workers = 4
+	pace := crashRolloutSpread * workers / time.Duration(n)
+	go func() {
+		created <- load.CreateInstances(ctx, c, ns, "vm", n, workers, func(*computev1alpha1.Instance) { time.Sleep(pace) })
+	}()
 
 	// Kill when a fifth, two fifths and three fifths of the rollout run, and
 	// count the instances in PROVISIONING or STAGING as last seen before each
