@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
@@ -83,21 +82,6 @@ func TestFloodsFromManyAddressesShareOneBudget(t *testing.T) {
 	}
 }
 
-// mint is a new token of a new service account.
-func mint(t *testing.T, name string) string {
-	t.Helper()
-	ctx := context.Background()
-	if err := env.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: saNS}}); err != nil {
-		t.Fatal(err)
-	}
-	tr, err := clientset.CoreV1().ServiceAccounts(saNS).CreateToken(ctx, name, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr(int64(3600))}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tr.Status.Token
-}
-
 // loadedVerifier is a verifier that has read the suite's kube-apiserver's keys.
 func loadedVerifier(t *testing.T) *saVerifier {
 	t.Helper()
@@ -125,7 +109,7 @@ func TestSignedTokenPassesAFloodedAddress(t *testing.T) {
 	if got := statusFrom(t, "127.0.0.1", base, randomToken()); got != http.StatusTooManyRequests {
 		t.Fatalf("the flooded address's next random token: %d, want 429", got)
 	}
-	fresh := mint(t, "fresh-after-flood")
+	fresh := newServiceAccountToken(t, "fresh-after-flood")
 	if got := statusFrom(t, "127.0.0.1", base, fresh); got == http.StatusTooManyRequests || got == http.StatusUnauthorized {
 		t.Errorf("a valid token never seen before from the flooded address: %d", got)
 	}
@@ -170,7 +154,7 @@ func TestRevokedTokensSpendTheBudget(t *testing.T) {
 	var revoked []string
 	for i := range revokedN {
 		name := fmt.Sprintf("revoked-%d", i)
-		token := mint(t, name)
+		token := newServiceAccountToken(t, name)
 		if got := statusFrom(t, "127.0.0.1", base, token); got == http.StatusUnauthorized || got == http.StatusTooManyRequests {
 			t.Fatalf("%s before revocation: %d", name, got)
 		}
